@@ -1,0 +1,298 @@
+//! Antialiased separable resampling (the Pillow / torchvision `antialias=True`
+//! bilinear algorithm) of a box of a source plane into an output buffer, with
+//! coefficient tables and intermediate rows kept in reusable buffers.
+
+/// Fixed-point precision of the filter weights (i16, so 1.0 == 1 << 14).
+const PREC: u32 = 14;
+
+/// A borrowed RGB8 plane with a row stride (in pixels), so a window of a
+/// larger image can be read without copying.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plane<'a> {
+    pub data: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    /// Pixels between the starts of two rows.
+    pub stride: usize,
+}
+
+impl<'a> Plane<'a> {
+    /// The window `(x, y, w, h)` of this plane (must lie inside).
+    pub fn window(&self, x: usize, y: usize, w: usize, h: usize) -> Plane<'a> {
+        debug_assert!(x + w <= self.width && y + h <= self.height);
+        let start = (y * self.stride + x) * 3;
+        let end = if h == 0 {
+            start
+        } else {
+            ((y + h - 1) * self.stride + x + w) * 3
+        };
+        Plane {
+            data: &self.data[start..end],
+            width: w,
+            height: h,
+            stride: self.stride,
+        }
+    }
+
+    #[inline(always)]
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        let s = y * self.stride * 3;
+        &self.data[s..s + self.width * 3]
+    }
+}
+
+/// Filter taps of one axis: for output `i`, `len[i]` weights starting at
+/// source index `start[i]`, stored at `weights[i * ksize ..]`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Coeffs {
+    start: Vec<usize>,
+    len: Vec<usize>,
+    weights: Vec<i16>,
+    tmp: Vec<f64>,
+    ksize: usize,
+}
+
+impl Coeffs {
+    fn capacity_bytes(&self) -> usize {
+        self.start.capacity() * 8
+            + self.len.capacity() * 8
+            + self.weights.capacity() * 2
+            + self.tmp.capacity() * 8
+    }
+
+    /// Pillow's `precompute_coeffs` for the triangle filter: output `i` is
+    /// centred at `in0 + (i + 0.5) * in_len / out`, the support grows with the
+    /// downscale factor, and taps are clipped to `[0, in_size)`.
+    fn compute(&mut self, in_size: usize, in0: f64, in_len: f64, out: usize) {
+        let scale = in_len / out as f64;
+        let filterscale = scale.max(1.0);
+        let support = filterscale; // bilinear: support 1 at unit scale
+        let ksize = (support.ceil() as usize) * 2 + 1;
+        let ss = 1.0 / filterscale;
+        self.ksize = ksize;
+        self.start.clear();
+        self.len.clear();
+        self.weights.clear();
+        self.weights.resize(out * ksize, 0);
+        self.tmp.clear();
+        self.tmp.resize(ksize, 0.0);
+        let in_max = in_size as i64;
+        for i in 0..out {
+            let center = in0 + (i as f64 + 0.5) * scale;
+            // C casts truncate toward zero, as in Pillow and ATen.
+            let mut xmin = ((center - support + 0.5) as i64).max(0);
+            let xmax = ((center + support + 0.5) as i64).min(in_max);
+            if xmin >= in_max {
+                xmin = in_max - 1;
+            }
+            let mut n = (xmax - xmin).clamp(0, ksize as i64) as usize;
+            let mut total = 0.0;
+            for (x, t) in self.tmp.iter_mut().enumerate().take(n) {
+                let arg = (x as f64 + xmin as f64 - center + 0.5) * ss;
+                let w = (1.0 - arg.abs()).max(0.0);
+                *t = w;
+                total += w;
+            }
+            let row = &mut self.weights[i * ksize..(i + 1) * ksize];
+            if n == 0 || total == 0.0 {
+                // Degenerate (centre outside the source): nearest pixel.
+                xmin = (center.floor() as i64).clamp(0, in_max - 1);
+                n = 1;
+                row[0] = 1 << PREC;
+            } else {
+                for (w, t) in row.iter_mut().zip(&self.tmp).take(n) {
+                    *w = (t / total * f64::from(1u32 << PREC)).round() as i16;
+                }
+            }
+            self.start.push(xmin as usize);
+            self.len.push(n);
+        }
+    }
+
+    /// First and one-past-last source index any output reads.
+    fn span(&self) -> (usize, usize) {
+        let lo = self.start.iter().copied().min().unwrap_or(0);
+        let hi = self
+            .start
+            .iter()
+            .zip(&self.len)
+            .map(|(s, l)| s + l)
+            .max()
+            .unwrap_or(0);
+        (lo, hi)
+    }
+}
+
+/// Reusable state of the resampler.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Resampler {
+    horiz: Coeffs,
+    vert: Coeffs,
+    acc: Vec<i32>,
+    tmp: Vec<u8>,
+}
+
+impl Resampler {
+    pub fn capacity_bytes(&self) -> usize {
+        self.horiz.capacity_bytes()
+            + self.vert.capacity_bytes()
+            + self.acc.capacity() * 4
+            + self.tmp.capacity()
+    }
+
+    /// Resamples the box `(bx, by, bw, bh)` (source pixel units, fractional
+    /// allowed) of `src` to `out_w x out_h` into `dst` (HWC, tightly packed),
+    /// mirrored left-right when `flip`. Filter taps are clipped to `src`'s
+    /// bounds, exactly like resizing `src` as a whole image with a box.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resize_box(
+        &mut self,
+        src: Plane<'_>,
+        bbox: [f64; 4],
+        out_w: usize,
+        out_h: usize,
+        flip: bool,
+        dst: &mut [u8],
+    ) {
+        debug_assert_eq!(dst.len(), out_w * out_h * 3);
+        if out_w == 0 || out_h == 0 || src.width == 0 || src.height == 0 {
+            return;
+        }
+        let [bx, by, bw, bh] = bbox;
+        self.horiz.compute(src.width, bx, bw, out_w);
+        self.vert.compute(src.height, by, bh, out_h);
+        let (x_lo, x_hi) = self.horiz.span();
+        let tw = x_hi - x_lo;
+        // Vertical pass first (vectorises over whole rows), only over the
+        // columns the horizontal pass reads.
+        let n = tw * 3;
+        self.tmp.clear();
+        self.tmp.resize(out_h * n, 0);
+        self.acc.clear();
+        self.acc.resize(n, 0);
+        let cols = src.window(x_lo, 0, tw, src.height);
+        vertical(&cols, &self.vert, &mut self.acc, &mut self.tmp, n);
+        horizontal(&self.tmp, tw, x_lo, out_w, out_h, &self.horiz, flip, dst);
+    }
+}
+
+fn vertical(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { vertical_avx2(src, c, acc, out, n) };
+            return;
+        }
+    }
+    vertical_impl(src, c, acc, out, n);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn vertical_avx2(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
+    vertical_impl(src, c, acc, out, n);
+}
+
+#[inline(always)]
+fn vertical_impl(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
+    let half = 1i32 << (PREC - 1);
+    for (y, out_row) in out.chunks_exact_mut(n).enumerate() {
+        acc.fill(half);
+        let start = c.start[y];
+        let w = &c.weights[y * c.ksize..y * c.ksize + c.len[y]];
+        for (k, &wk) in w.iter().enumerate() {
+            let row = src.row(start + k);
+            let wk = i32::from(wk);
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * wk;
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(acc.iter()) {
+            *o = (a >> PREC).clamp(0, 255) as u8;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn horizontal(
+    tmp: &[u8],
+    tw: usize,
+    x_lo: usize,
+    out_w: usize,
+    out_h: usize,
+    c: &Coeffs,
+    flip: bool,
+    dst: &mut [u8],
+) {
+    let half = 1i32 << (PREC - 1);
+    for y in 0..out_h {
+        let row = &tmp[y * tw * 3..(y + 1) * tw * 3];
+        let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
+        for x in 0..out_w {
+            let s = c.start[x] - x_lo;
+            let l = c.len[x];
+            let w = &c.weights[x * c.ksize..x * c.ksize + l];
+            let px = &row[s * 3..(s + l) * 3];
+            let (mut r, mut g, mut b) = (half, half, half);
+            for (p, &wk) in px.chunks_exact(3).zip(w) {
+                let wk = i32::from(wk);
+                r += i32::from(p[0]) * wk;
+                g += i32::from(p[1]) * wk;
+                b += i32::from(p[2]) * wk;
+            }
+            let ox = if flip { out_w - 1 - x } else { x };
+            let o = &mut drow[ox * 3..ox * 3 + 3];
+            o[0] = (r >> PREC).clamp(0, 255) as u8;
+            o[1] = (g >> PREC).clamp(0, 255) as u8;
+            o[2] = (b >> PREC).clamp(0, 255) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_box_copies_and_flip_mirrors() {
+        let (w, h) = (5usize, 3usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let src = Plane {
+            data: &data,
+            width: w,
+            height: h,
+            stride: w,
+        };
+        let mut r = Resampler::default();
+        let mut out = vec![0u8; w * h * 3];
+        r.resize_box(src, [0.0, 0.0, w as f64, h as f64], w, h, false, &mut out);
+        assert_eq!(out, data);
+        r.resize_box(src, [0.0, 0.0, w as f64, h as f64], w, h, true, &mut out);
+        for y in 0..h {
+            for x in 0..w {
+                let a = &out[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                let b = &data[(y * w + (w - 1 - x)) * 3..(y * w + (w - 1 - x)) * 3 + 3];
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn constant_image_stays_constant_under_any_scale() {
+        let (w, h) = (37usize, 23usize);
+        let data = vec![200u8; w * h * 3];
+        let src = Plane {
+            data: &data,
+            width: w,
+            height: h,
+            stride: w,
+        };
+        let mut r = Resampler::default();
+        for &(ow, oh) in &[(8usize, 5usize), (100, 61), (37, 23), (3, 40)] {
+            let mut out = vec![0u8; ow * oh * 3];
+            r.resize_box(src, [1.5, 2.25, 30.0, 17.5], ow, oh, false, &mut out);
+            assert!(out.iter().all(|&v| v == 200), "{ow}x{oh}");
+        }
+    }
+}

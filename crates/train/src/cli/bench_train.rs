@@ -1,0 +1,161 @@
+//! `brigade bench-train --arch resnet18|resnet50 --size 128`: training steps/s
+//! of the brigade loop's step (forward, loss, backward, AdamW step) on random
+//! data, and the same model, batch and optimizer in a plain PyTorch eager loop
+//! (the venv python, `scripts/bench_train_torch.py`) measured in the same run,
+//! interleaved, with the overhead ratio.
+
+use anyhow::{bail, Context};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{HeadChoice, OptimizerChoice, StageConfig};
+
+/// The PyTorch peer script.
+pub const TORCH_PEER: &str = include_str!("../../scripts/bench_train_torch.py");
+
+/// Arguments of `brigade bench-train`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
+    #[arg(long, default_value = "128")]
+    pub size: i64,
+    #[arg(long, default_value = "16")]
+    pub batch: i64,
+    /// Timed steps per round
+    #[arg(long, default_value = "10")]
+    pub steps: usize,
+    /// Rounds (ours and PyTorch's alternate)
+    #[arg(long, default_value = "3")]
+    pub rounds: usize,
+    #[arg(long, default_value = "101")]
+    pub classes: u32,
+    /// Torch intra-op threads for both (0: libtorch's default)
+    #[arg(long, default_value = "0")]
+    pub threads: i32,
+    /// Python with torch + torchvision (default: $BRIGADE_PYTHON, else python3)
+    #[arg(long)]
+    pub python: Option<String>,
+    /// Skip the PyTorch peer
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
+/// Median of a sample.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Times `steps` brigade training steps after 2 warm-up steps; returns per-step ms.
+pub fn time_ours(args: &Args) -> anyhow::Result<Vec<f64>> {
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = crate::model::build(&vs.root(), &args.arch, 32, args.classes, HeadChoice::Linear)?;
+    let stage = StageConfig {
+        optimizer: OptimizerChoice::Adamw,
+        momentum: 0.9,
+        ..StageConfig::default()
+    };
+    let mut opt = crate::opt::make_optimizer(&vs, &stage, &net.layer_groups())?;
+    let x = Tensor::randn(
+        [args.batch, 3, args.size, args.size],
+        (Kind::Float, Device::Cpu),
+    );
+    let y = Tensor::randint(
+        i64::from(args.classes),
+        [args.batch],
+        (Kind::Int64, Device::Cpu),
+    );
+    let mut times = Vec::new();
+    for i in 0..args.steps + 2 {
+        let t = Instant::now();
+        opt.zero_grad();
+        let logits = net.forward_t(&x, true);
+        let loss = brigade_optim::loss::label_smoothing_ce(&logits, &y, 0.0)?;
+        loss.f_backward()?;
+        opt.step()?;
+        let _ = loss.f_double_value(&[])?;
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times)
+}
+
+/// Runs the PyTorch peer once; returns per-step ms.
+pub fn time_torch(args: &Args, python: &str, script: &std::path::Path) -> anyhow::Result<Vec<f64>> {
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--arch", &args.arch])
+        .args(["--size", &args.size.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--steps", &args.steps.to_string()])
+        .args(["--classes", &args.classes.to_string()])
+        .args(["--threads", &args.threads.to_string()])
+        .output()
+        .with_context(|| format!("running the PyTorch peer with {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "PyTorch peer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("PyTorch peer printed {line:?}"))?;
+    let times = v["times_ms"]
+        .as_array()
+        .context("PyTorch peer: no times_ms")?
+        .iter()
+        .filter_map(|t| t.as_f64())
+        .collect();
+    Ok(times)
+}
+
+/// `brigade bench-train`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let python = args
+        .python
+        .clone()
+        .or_else(|| std::env::var("BRIGADE_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let dir = std::env::temp_dir().join(format!("brigade-bench-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("bench_train_torch.py");
+    std::fs::write(&script, TORCH_PEER)?;
+    println!(
+        "bench-train: {} at {}px, batch {}, AdamW, {} steps x {} rounds, CPU",
+        args.arch, args.size, args.batch, args.steps, args.rounds
+    );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for r in 0..args.rounds {
+        let o = time_ours(&args)?;
+        println!("round {r}: brigade median {:.1} ms/step", median(&o));
+        ours.extend(o);
+        if !args.no_peer {
+            let t = time_torch(&args, &python, &script)?;
+            println!("round {r}: pytorch median {:.1} ms/step", median(&t));
+            theirs.extend(t);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mo = median(&ours);
+    println!("brigade: {:.3} steps/s (median {mo:.1} ms/step)", 1e3 / mo);
+    if !args.no_peer {
+        let mt = median(&theirs);
+        println!("pytorch: {:.3} steps/s (median {mt:.1} ms/step)", 1e3 / mt);
+        println!(
+            "overhead ratio (brigade time / pytorch time): {:.3} ({:+.1} %)",
+            mo / mt,
+            100.0 * (mo / mt - 1.0)
+        );
+    }
+    Ok(())
+}

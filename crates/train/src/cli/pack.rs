@@ -1,0 +1,149 @@
+//! `brigade pack DATA --out STORE [--max-side 288] [--side longer|shorter]
+//! [--format raw|jpeg] [--quality 90] [--threads N]`
+//!
+//! DATA is a dataset folder (indexed here, with the same options as `brigade
+//! index`) or an index file written by `brigade index --out`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use brigade_index::{Index, IndexOptions};
+use brigade_store::{pack, skipped_path, PackOptions, Side, StoreError, StoreFormat};
+
+/// Which side `--max-side` bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SideArg {
+    Longer,
+    Shorter,
+}
+
+/// Payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Raw,
+    Jpeg,
+}
+
+/// Arguments of `brigade pack`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Dataset folder, or an index file from `brigade index --out`
+    pub data: PathBuf,
+    /// Store file to write (replaced atomically when complete)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Bound on the longer (or shorter) side; images are shrunk, never enlarged
+    #[arg(long, default_value_t = 288)]
+    pub max_side: u32,
+    /// Which side --max-side bounds
+    #[arg(long, value_enum, default_value_t = SideArg::Longer)]
+    pub side: SideArg,
+    /// raw (decoded pixels, zero-copy reads) or jpeg (re-encoded, smaller)
+    #[arg(long, value_enum, default_value_t = FormatArg::Raw)]
+    pub format: FormatArg,
+    /// JPEG quality for --format jpeg (1-100)
+    #[arg(long, default_value_t = 90)]
+    pub quality: u8,
+    /// Worker threads (default: one per core)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// When indexing DATA: fraction of each class's training images held out for validation
+    #[arg(long, default_value_t = 0.0)]
+    pub valid_pct: f64,
+    /// When indexing DATA: seed of the hold-out and the sample
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// When indexing DATA: fraction of each class and split kept
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_frac: f64,
+    /// Also save the index the store was packed from (for `Store::open_for`)
+    #[arg(long)]
+    pub save_index: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `brigade pack`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let index = if args.data.is_file() {
+        Index::load(&args.data)
+            .with_context(|| format!("reading the index {}", args.data.display()))?
+    } else {
+        let opts = IndexOptions {
+            valid_pct: args.valid_pct,
+            seed: args.seed,
+            sample_frac: args.sample_frac,
+        };
+        let (index, report) = Index::build(&args.data, &opts)
+            .with_context(|| format!("indexing {}", args.data.display()))?;
+        let excluded = report.excluded().count();
+        if excluded > 0 {
+            eprintln!(
+                "note: {excluded} file(s) left out by indexing (see `brigade index {}`)",
+                args.data.display()
+            );
+        }
+        index
+    };
+    if let Some(p) = &args.save_index {
+        index
+            .save(p)
+            .with_context(|| format!("writing the index to {}", p.display()))?;
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = Arc::clone(&cancel);
+        // Another subcommand may own the handler in this process: then Ctrl-C
+        // simply kills us, and the next run resumes from the last checkpoint.
+        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    }
+    let opts = PackOptions {
+        max_side: args.max_side,
+        side: match args.side {
+            SideArg::Longer => Side::Longer,
+            SideArg::Shorter => Side::Shorter,
+        },
+        format: match args.format {
+            FormatArg::Raw => StoreFormat::Raw,
+            FormatArg::Jpeg => StoreFormat::Jpeg {
+                quality: args.quality,
+            },
+        },
+        threads: args.threads,
+        progress: !args.quiet,
+        cancel: Some(cancel),
+        ..PackOptions::default()
+    };
+    let report = match pack(&index, &args.out, &opts) {
+        Ok(r) => r,
+        Err(e @ StoreError::Interrupted { .. }) => anyhow::bail!("{e}"),
+        Err(e) => return Err(e).with_context(|| format!("packing {}", args.out.display())),
+    };
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.path, s.reason);
+    }
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "packed {} of {} images into {} ({:.1} MiB, {:.0} img/s{})",
+        report.packed,
+        index.samples.len(),
+        args.out.display(),
+        report.bytes as f64 / (1024.0 * 1024.0),
+        (index.samples.len() - report.resumed_at.unwrap_or(0)) as f64 / secs,
+        match report.resumed_at {
+            Some(n) => format!(", resumed at {n}"),
+            None => String::new(),
+        }
+    );
+    if !report.skipped.is_empty() {
+        println!(
+            "{} skipped, listed in {}",
+            report.skipped.len(),
+            skipped_path(&args.out).display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! `brigade predict --weights W IMAGE... [--json]`: top-5 classes per image
+//! with eval preprocessing (shorter side to size·ratio, centre crop, ImageNet
+//! mean/std). W is a brigade checkpoint (folder, run folder or its
+//! `model.safetensors`), or a raw weights file with `--arch NAME --num-classes N`.
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+use crate::config::DeviceChoice;
+use crate::model::Net;
+use crate::{checkpoint, data, pipeline};
+
+/// Arguments of `brigade predict`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Brigade checkpoint (folder or model.safetensors) or raw weights (with --arch)
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Images to classify
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// One JSON array on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Architecture of raw weights
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Classes of raw weights
+    #[arg(long)]
+    pub num_classes: Option<u32>,
+    /// Class names, one a line (raw weights)
+    #[arg(long)]
+    pub classes: Option<PathBuf>,
+    /// Crop side (default: the checkpoint's, 224 for raw weights)
+    #[arg(long)]
+    pub size: Option<u32>,
+    #[arg(long, default_value = "5")]
+    pub top: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// One class of one image's answer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Guess {
+    pub class: u32,
+    pub label: String,
+    pub prob: f64,
+}
+
+/// One image's answer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ImagePrediction {
+    pub image: String,
+    pub top: Vec<Guess>,
+}
+
+struct Loaded {
+    _vs: tch::nn::VarStore,
+    net: Box<dyn Net>,
+    classes: Vec<String>,
+    size: u32,
+    ratio: f64,
+}
+
+fn load(args: &Args, device: tch::Device) -> anyhow::Result<Loaded> {
+    let w = &args.weights;
+    let ckpt_dir = if w.is_dir() {
+        Some(checkpoint::find_model_dir(w)?)
+    } else if w.file_name().is_some_and(|n| n == "model.safetensors")
+        && w.with_file_name("meta.json").is_file()
+    {
+        w.parent().map(Path::to_path_buf)
+    } else {
+        None
+    };
+    if let Some(dir) = ckpt_dir {
+        let (vs, net, meta) = crate::model::from_checkpoint(&dir, device)?;
+        return Ok(Loaded {
+            _vs: vs,
+            net,
+            classes: meta.classes,
+            size: args.size.unwrap_or(meta.eval_size),
+            ratio: meta.resize_ratio,
+        });
+    }
+    let arch = args.arch.clone().with_context(|| {
+        format!(
+            "{}: not a brigade checkpoint; raw weights need --arch NAME --num-classes N",
+            w.display()
+        )
+    })?;
+    let n = args
+        .num_classes
+        .with_context(|| "raw weights need --num-classes N".to_string())?;
+    let classes = match &args.classes {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let names: Vec<String> = text
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if names.len() != n as usize {
+                bail!(
+                    "{}: {} class names for --num-classes {n}",
+                    p.display(),
+                    names.len()
+                );
+            }
+            names
+        }
+        None => (0..n).map(|i| i.to_string()).collect(),
+    };
+    let mut vs = tch::nn::VarStore::new(device);
+    let net = crate::model::build(&vs.root(), &arch, 32, n, crate::config::HeadChoice::Linear)?;
+    if arch == "tiny_cnn" {
+        crate::checkpoint::load_vars(&mut vs, w)?;
+    } else {
+        // torchvision .pth / timm .safetensors, names mapped by the zoo; strict on the body
+        let summary = net.load_pretrained(&vs, w)?;
+        eprintln!("{}: {summary}", w.display());
+    }
+    Ok(Loaded {
+        _vs: vs,
+        net,
+        classes,
+        size: args.size.unwrap_or(224),
+        ratio: 256.0 / 224.0,
+    })
+}
+
+/// Predicts the top classes of images.
+pub fn predict(args: &Args) -> anyhow::Result<Vec<ImagePrediction>> {
+    let device = super::train::resolve_device(args.device)?;
+    let m = load(args, device)?;
+    let _g = tch::no_grad_guard();
+    let mut out = Vec::new();
+    for img in &args.images {
+        let px = pipeline::decode_eval(img, m.size, m.ratio)?;
+        let s = m.size as usize;
+        let xs = data::normalise(
+            &px,
+            1,
+            s,
+            s,
+            device,
+            data::IMAGENET_MEAN,
+            data::IMAGENET_STD,
+        )?;
+        let p: Tensor = m
+            .net
+            .forward_t(&xs, false)
+            .f_softmax(-1, tch::Kind::Float)?;
+        let k = (args.top as i64).clamp(1, m.classes.len().max(1) as i64);
+        let (vals, idx) = p.f_topk(k, 1, true, true)?;
+        let mut top = Vec::new();
+        for j in 0..k {
+            let c = idx.f_int64_value(&[0, j])? as u32;
+            top.push(Guess {
+                class: c,
+                label: m.classes.get(c as usize).cloned().unwrap_or_default(),
+                prob: vals.f_double_value(&[0, j])?,
+            });
+        }
+        out.push(ImagePrediction {
+            image: img.display().to_string(),
+            top,
+        });
+    }
+    Ok(out)
+}
+
+/// `brigade predict`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let preds = predict(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&preds)?);
+    } else {
+        for p in &preds {
+            println!("{}", p.image);
+            for (i, g) in p.top.iter().enumerate() {
+                println!(
+                    "  {}. {} (class {}) {:.2}%",
+                    i + 1,
+                    g.label,
+                    g.class,
+                    100.0 * g.prob
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Evaluation of a trained model on a split: top-1/top-5, loss, per-class
+//! accuracy, confusion matrix (CSV + PNG), most-confused pairs and a grid of
+//! mistakes (PNG), written as `eval.json` + files into a folder.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Reduction, Tensor};
+
+use crate::data::{DataError, DataSource, MemoryData};
+use crate::model::Net;
+use crate::plot::{self, Tile};
+
+/// Report failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("evaluation: tensor: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Accuracy of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    pub class: u32,
+    pub name: String,
+    pub n: u64,
+    pub top1: f64,
+}
+
+/// A (true, predicted) pair and how often it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confused {
+    pub truth: String,
+    pub predicted: String,
+    pub count: u64,
+}
+
+/// `eval.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub split: String,
+    pub n: u64,
+    pub size: u32,
+    pub tta: bool,
+    pub top1: f64,
+    pub top5: f64,
+    pub loss: f64,
+    pub per_class: Vec<ClassAccuracy>,
+    pub most_confused: Vec<Confused>,
+}
+
+/// Per-sample outcome (for the mistakes grid).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Position in the evaluated source.
+    pub position: usize,
+    pub truth: u32,
+    pub predicted: u32,
+    pub prob: f64,
+}
+
+/// Class probabilities of a batch, averaged over the horizontal flip when `tta`.
+pub fn probabilities(net: &dyn Net, xs: &Tensor, tta: bool) -> Result<Tensor, tch::TchError> {
+    let p = net.forward_t(xs, false).f_softmax(-1, Kind::Float)?;
+    if !tta {
+        return Ok(p);
+    }
+    let flipped = xs.f_flip([3])?;
+    let pf = net.forward_t(&flipped, false).f_softmax(-1, Kind::Float)?;
+    p.f_add(&pf)?.f_div_scalar(2.0)
+}
+
+/// Evaluates `net` on every sample of `data` (eval mode, no grad).
+pub fn evaluate(
+    net: &dyn Net,
+    data: &mut MemoryData,
+    classes: &[String],
+    size: u32,
+    batch_size: usize,
+    tta: bool,
+    split: &str,
+) -> Result<(EvalReport, Vec<Prediction>), ReportError> {
+    let _g = tch::no_grad_guard();
+    let c = classes.len();
+    let mut confusion = vec![vec![0u64; c]; c];
+    let mut preds = Vec::new();
+    let (mut n, mut t1, mut t5, mut loss_sum) = (0u64, 0u64, 0u64, 0.0f64);
+    let mut position = 0usize;
+    for batch in data.epoch(0, size, batch_size, 0)? {
+        let b = batch?;
+        let p = probabilities(net, &b.images, tta)?;
+        let loss = p
+            .f_clamp_min(1e-12)?
+            .f_log()?
+            .f_nll_loss::<Tensor>(&b.labels, None, Reduction::Mean, -100)?
+            .f_double_value(&[])?;
+        let (c1, c5) = crate::metrics::topk_correct(&p, &b.labels, 5)?;
+        let bn = b.labels.size()[0];
+        let (best_p, best) = p.f_max_dim(1, false)?;
+        for k in 0..bn {
+            let truth = b.labels.f_int64_value(&[k])? as u32;
+            let predicted = best.f_int64_value(&[k])? as u32;
+            if (truth as usize) < c && (predicted as usize) < c {
+                confusion[truth as usize][predicted as usize] += 1;
+            }
+            preds.push(Prediction {
+                position,
+                truth,
+                predicted,
+                prob: best_p.f_double_value(&[k])?,
+            });
+            position += 1;
+        }
+        n += bn as u64;
+        t1 += c1;
+        t5 += c5;
+        loss_sum += loss * bn as f64;
+    }
+    let per_class = (0..c)
+        .map(|k| {
+            let row_n: u64 = confusion[k].iter().sum();
+            ClassAccuracy {
+                class: k as u32,
+                name: classes[k].clone(),
+                n: row_n,
+                top1: if row_n == 0 {
+                    f64::NAN
+                } else {
+                    confusion[k][k] as f64 / row_n as f64
+                },
+            }
+        })
+        .collect();
+    let mut pairs: Vec<Confused> = Vec::new();
+    for (t, row) in confusion.iter().enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            if t != p && v > 0 {
+                pairs.push(Confused {
+                    truth: classes[t].clone(),
+                    predicted: classes[p].clone(),
+                    count: v,
+                });
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.count.cmp(&a.count).then(a.truth.cmp(&b.truth)));
+    pairs.truncate(20);
+    let nf = n.max(1) as f64;
+    let report = EvalReport {
+        split: split.to_string(),
+        n,
+        size,
+        tta,
+        top1: t1 as f64 / nf,
+        top5: t5 as f64 / nf,
+        loss: loss_sum / nf,
+        per_class,
+        most_confused: pairs,
+    };
+    Ok((report, preds))
+}
+
+/// Confusion matrix of a report's predictions.
+pub fn confusion_matrix(preds: &[Prediction], classes: usize) -> Vec<Vec<u64>> {
+    let mut m = vec![vec![0u64; classes]; classes];
+    for p in preds {
+        if (p.truth as usize) < classes && (p.predicted as usize) < classes {
+            m[p.truth as usize][p.predicted as usize] += 1;
+        }
+    }
+    m
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `eval.json`, `confusion.csv`, `confusion.png` and `mistakes.png` into `dir`.
+pub fn write_report(
+    dir: &Path,
+    report: &EvalReport,
+    preds: &[Prediction],
+    classes: &[String],
+    data: &MemoryData,
+) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut out = Vec::new();
+    let json = dir.join("eval.json");
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    crate::checkpoint::write_atomic(&json, text.as_bytes()).map_err(io(&json))?;
+    out.push(json);
+    let m = confusion_matrix(preds, classes.len());
+    let csv = dir.join("confusion.csv");
+    let mut s = String::from("true\\pred");
+    for c in classes {
+        s.push(',');
+        s.push_str(&csv_field(c));
+    }
+    s.push('\n');
+    for (i, row) in m.iter().enumerate() {
+        s.push_str(&csv_field(&classes[i]));
+        for v in row {
+            s.push_str(&format!(",{v}"));
+        }
+        s.push('\n');
+    }
+    std::fs::write(&csv, s).map_err(io(&csv))?;
+    out.push(csv);
+    let png = dir.join("confusion.png");
+    plot::plot_confusion(&m, classes, &png)?;
+    out.push(png);
+    let side = data.side as u32;
+    let px = (side * side * 3) as usize;
+    let tiles: Vec<Tile<'_>> = preds
+        .iter()
+        .filter(|p| p.truth != p.predicted)
+        .take(32)
+        .filter_map(|p| {
+            let bytes = data.pixels.get(p.position * px..(p.position + 1) * px)?;
+            Some(Tile {
+                width: side,
+                height: side,
+                rgb: bytes,
+                caption: format!(
+                    "{} → {} ({:.0}%)",
+                    classes.get(p.truth as usize).map_or("?", |s| s),
+                    classes.get(p.predicted as usize).map_or("?", |s| s),
+                    100.0 * p.prob
+                ),
+            })
+        })
+        .collect();
+    let grid = dir.join("mistakes.png");
+    plot::plot_grid(&tiles, 8, &grid)?;
+    out.push(grid);
+    Ok(out)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,200 @@
+//! Model API without the Python oracle: names, heads, layer groups,
+//! freezing, checkpoints, the weights registry.
+
+use brigade_zoo::{Arch, HeadKind, Model, ModelOptions, ZooError};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+fn build(arch: Arch, classes: i64, head: HeadKind) -> (VarStore, Model) {
+    let vs = VarStore::new(Device::Cpu);
+    let m = Model::new(&vs.root(), arch, classes, head).unwrap();
+    (vs, m)
+}
+
+#[test]
+fn names_round_trip() {
+    for a in Arch::ALL {
+        assert_eq!(a.to_string().parse::<Arch>().unwrap(), a);
+    }
+    assert_eq!(
+        "EfficientNet-B0".parse::<Arch>().unwrap(),
+        Arch::EfficientnetB0
+    );
+    assert!(matches!(
+        "resnet51".parse::<Arch>(),
+        Err(ZooError::UnknownArch(..))
+    ));
+    for h in [
+        HeadKind::Linear,
+        HeadKind::Fastai { bn_final: false },
+        HeadKind::Fastai { bn_final: true },
+    ] {
+        assert_eq!(h.to_string().parse::<HeadKind>().unwrap(), h);
+    }
+    assert!("mlp".parse::<HeadKind>().is_err());
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    let vs = VarStore::new(Device::Cpu);
+    assert!(matches!(
+        Model::new(&vs.root(), Arch::Resnet18, 0, HeadKind::Linear),
+        Err(ZooError::Config(_))
+    ));
+    let opts = ModelOptions {
+        dropout: Some(1.5),
+        drop_path: None,
+    };
+    assert!(Model::with_options(&vs.root(), Arch::Resnet18, 3, HeadKind::Linear, opts).is_err());
+}
+
+#[test]
+fn shapes_features_and_heads() {
+    // The linear heads are covered by the parity tests.
+    for arch in Arch::ALL {
+        {
+            let head = HeadKind::Fastai { bn_final: true };
+            let (_vs, m) = build(arch, 4, head);
+            let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let f = tch::no_grad(|| m.features_t(&x, false));
+            assert_eq!(f.size()[..2], [2, arch.num_features()], "{arch}");
+            let y = tch::no_grad(|| m.forward_t(&x, true));
+            assert_eq!(y.size(), vec![2, 4], "{arch} {head}");
+            assert!(y.isfinite().all().int64_value(&[]) == 1, "{arch} {head}");
+        }
+    }
+}
+
+#[test]
+fn layer_groups_partition_the_parameters() {
+    let cases = Arch::ALL.map(|a| (a, HeadKind::Linear)).into_iter().chain([
+        (Arch::Resnet18, HeadKind::Fastai { bn_final: false }),
+        (Arch::MobilenetV3Large, HeadKind::Fastai { bn_final: true }),
+    ]);
+    for (arch, head) in cases {
+        {
+            let (vs, m) = build(arch, 3, head);
+            let groups = m.layer_groups();
+            assert_eq!(
+                groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+                ["body0", "body1", "head"]
+            );
+            for (name, _) in vs.variables() {
+                let n = groups.iter().filter(|g| g.contains(&name)).count();
+                assert_eq!(n, 1, "{arch}: {name} is in {n} groups");
+            }
+            let grouped = m.grouped_parameters(&vs);
+            let total: usize = grouped.iter().map(|(_, v)| v.len()).sum();
+            assert_eq!(total, vs.trainable_variables().len(), "{arch}");
+            assert!(
+                grouped.iter().all(|(_, v)| !v.is_empty()),
+                "{arch}: empty group"
+            );
+        }
+    }
+    // The prefix match is by whole components: features.1 does not take features.10.
+    let (_vs, m) = build(Arch::MobilenetV3Large, 3, HeadKind::Linear);
+    assert_eq!(m.group_of("features.1.block.0.0.weight"), Some(0));
+    assert_eq!(m.group_of("features.10.block.0.0.weight"), Some(1));
+    assert_eq!(m.group_of("classifier.3.bias"), Some(2));
+    assert_eq!(m.group_of("nonsense.weight"), None);
+    let (_vs, m) = build(Arch::Resnet50, 3, HeadKind::Linear);
+    assert_eq!(m.group_of("layer2.3.bn3.weight"), Some(0));
+    assert_eq!(m.group_of("layer3.0.downsample.0.weight"), Some(1));
+    assert_eq!(m.group_of("fc.weight"), Some(2));
+}
+
+#[test]
+fn freeze_keeps_head_and_batchnorm_trainable() {
+    let (vs, m) = build(Arch::Resnet18, 5, HeadKind::Fastai { bn_final: false });
+    m.freeze(&vs);
+    let vars = vs.variables();
+    assert!(!vars["conv1.weight"].requires_grad());
+    assert!(!vars["layer3.1.conv2.weight"].requires_grad());
+    assert!(vars["layer3.1.bn2.weight"].requires_grad());
+    assert!(vars["bn1.bias"].requires_grad());
+    assert!(vars["head.4.weight"].requires_grad());
+    assert!(vars["head.2.weight"].requires_grad());
+    // Gradients flow only where trainable.
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    m.forward_t(&x, true).sum(Kind::Float).backward();
+    assert!(!vars["conv1.weight"].grad().defined());
+    assert!(vars["head.8.weight"].grad().defined());
+    assert!(vars["layer1.0.bn1.weight"].grad().defined());
+    m.unfreeze(&vs);
+    assert!(vs
+        .variables()
+        .iter()
+        .filter(|(n, _)| !n.contains("running_"))
+        .all(|(_, t)| t.requires_grad()));
+}
+
+#[test]
+fn checkpoint_round_trip_and_metadata_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let (vs, m) = build(Arch::EfficientnetB0, 6, HeadKind::Fastai { bn_final: true });
+    // Move the running statistics away from their init so they are checked too.
+    let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let _ = tch::no_grad(|| m.forward_t(&x, true));
+    m.save_safetensors(&vs, &path, &[("epoch", "3")]).unwrap();
+    let meta = brigade_zoo::read_checkpoint_meta(&path).unwrap();
+    assert_eq!(
+        (meta.arch, meta.num_classes, meta.head),
+        (Arch::EfficientnetB0, 6, HeadKind::Fastai { bn_final: true })
+    );
+    assert_eq!(meta.extra.get("epoch").map(String::as_str), Some("3"));
+
+    let (vs2, m2) = build(Arch::EfficientnetB0, 6, HeadKind::Fastai { bn_final: true });
+    m2.load_checkpoint(&vs2, &path).unwrap();
+    let y1 = tch::no_grad(|| m.forward_t(&x, false));
+    let y2 = tch::no_grad(|| m2.forward_t(&x, false));
+    assert_eq!((y1 - y2).abs().max().double_value(&[]), 0.0);
+
+    let (vs3, m3) = build(Arch::EfficientnetB0, 7, HeadKind::Fastai { bn_final: true });
+    match m3.load_checkpoint(&vs3, &path) {
+        Err(ZooError::Metadata { key, .. }) => assert_eq!(key, "brigade.num_classes"),
+        other => panic!("expected a metadata error, got {other:?}"),
+    }
+    let (vs4, m4) = build(Arch::Resnet18, 6, HeadKind::Fastai { bn_final: true });
+    assert!(matches!(
+        m4.load_checkpoint(&vs4, &path),
+        Err(ZooError::Metadata { .. })
+    ));
+    // No temp file is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn registry_and_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    for k in brigade_zoo::known_weights() {
+        assert!(k.url.ends_with(".pth") || k.url.ends_with(".safetensors"));
+        if let Some(p) = k.sha256_prefix {
+            assert!(k.file_name.contains(&format!("-{p}.")), "{}", k.name);
+        }
+        match brigade_zoo::resolve_weights_in(k.name, dir.path()) {
+            Err(ZooError::NotDownloaded { name, .. }) => assert_eq!(name, k.name),
+            other => panic!("{}: {other:?}", k.name),
+        }
+    }
+    assert!(brigade_zoo::find_known("RESNET50").is_some());
+    let f = dir.path().join("resnet50-11ad3fa6.pth");
+    std::fs::write(&f, b"x").unwrap();
+    assert_eq!(
+        brigade_zoo::resolve_weights_in("resnet50", dir.path()).unwrap(),
+        f
+    );
+    // A path is always accepted, a name that is neither is an error.
+    assert_eq!(
+        brigade_zoo::resolve_weights_in(f.to_str().unwrap(), dir.path()).unwrap(),
+        f
+    );
+    assert!(matches!(
+        brigade_zoo::resolve_weights_in("nope", dir.path()),
+        Err(ZooError::UnknownWeights(_))
+    ));
+    // The checksum check uses the published prefix.
+    let k = brigade_zoo::find_known("resnet50").unwrap();
+    assert!(matches!(k.verify(&f), Err(ZooError::Checksum { .. })));
+}
