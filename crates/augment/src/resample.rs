@@ -50,6 +50,10 @@ pub(crate) struct Coeffs {
     weights: Vec<i16>,
     tmp: Vec<f64>,
     ksize: usize,
+    /// Weights as packed i16 pairs `(w[2j], w[2j + 1])`, `npairs` per output,
+    /// zero past `len` (for the SIMD pass: a fixed trip count per call).
+    pairs: Vec<i32>,
+    npairs: usize,
 }
 
 impl Coeffs {
@@ -58,6 +62,22 @@ impl Coeffs {
             + self.len.capacity() * 8
             + self.weights.capacity() * 2
             + self.tmp.capacity() * 8
+            + self.pairs.capacity() * 4
+    }
+
+    /// Fills `pairs` / `npairs` from the weights.
+    fn pack_pairs(&mut self) {
+        let max_len = self.len.iter().copied().max().unwrap_or(0);
+        self.npairs = max_len.div_ceil(2);
+        self.pairs.clear();
+        for (i, &l) in self.len.iter().enumerate() {
+            let w = &self.weights[i * self.ksize..i * self.ksize + l];
+            for j in 0..self.npairs {
+                let w0 = w.get(2 * j).copied().unwrap_or(0) as u16 as u32;
+                let w1 = w.get(2 * j + 1).copied().unwrap_or(0) as u16 as u32;
+                self.pairs.push((w0 | (w1 << 16)) as i32);
+            }
+        }
     }
 
     /// Pillow's `precompute_coeffs` for the triangle filter: output `i` is
@@ -166,8 +186,11 @@ impl Resampler {
         // Vertical pass first (vectorises over whole rows), only over the
         // columns the horizontal pass reads.
         let n = tw * 3;
+        self.horiz.pack_pairs();
         self.tmp.clear();
-        self.tmp.resize(out_h * n, 0);
+        // Slack so the SIMD horizontal pass may read its fixed number of tap
+        // pairs past the last pixel of the last row.
+        self.tmp.resize(out_h * n + tmp_slack(self.horiz.npairs), 0);
         self.acc.clear();
         self.acc.resize(n, 0);
         let cols = src.window(x_lo, 0, tw, src.height);
@@ -214,8 +237,100 @@ fn vertical_impl(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n
     }
 }
 
+/// Bytes past the last intermediate row that [`horizontal_ssse3`] may read:
+/// `npairs` pairs from the last tap start, 8 bytes per pair load.
+fn tmp_slack(npairs: usize) -> usize {
+    npairs * 6 + 8
+}
+
 #[allow(clippy::too_many_arguments)]
 fn horizontal(
+    tmp: &[u8],
+    tw: usize,
+    x_lo: usize,
+    out_w: usize,
+    out_h: usize,
+    c: &Coeffs,
+    flip: bool,
+    dst: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("ssse3")
+            && c.pairs.len() == out_w * c.npairs
+            && tmp.len() >= out_h * tw * 3 + tmp_slack(c.npairs)
+        {
+            // SAFETY: the CPU supports SSSE3 (checked just above), and the
+            // lengths of `pairs` and `tmp` are what the SIMD pass reads.
+            unsafe {
+                match c.npairs {
+                    1 => horizontal_ssse3::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    2 => horizontal_ssse3::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    3 => horizontal_ssse3::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    _ => horizontal_ssse3::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                }
+            }
+            return;
+        }
+    }
+    horizontal_scalar(tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+}
+
+/// The horizontal pass two taps at a time: the two source pixels of a tap
+/// pair are shuffled to `[r0 r1 g0 g1 b0 b1 0 0]` (i16) and multiplied-added
+/// with `[w0 w1]` per channel. Integer arithmetic identical to
+/// [`horizontal_scalar`], so both give the same bytes. `NP` is the number of
+/// tap pairs known at compile time (0: read `c.npairs`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn horizontal_ssse3<const NP: usize>(
+    tmp: &[u8],
+    tw: usize,
+    x_lo: usize,
+    out_w: usize,
+    out_h: usize,
+    c: &Coeffs,
+    flip: bool,
+    dst: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    let np = if NP == 0 { c.npairs } else { NP };
+    let half = _mm_set1_epi32(1 << (PREC - 1));
+    let z = -128i8; // pshufb: zero this byte
+    let mask = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
+    let pairs = c.pairs.as_ptr();
+    for y in 0..out_h {
+        let row = tmp.as_ptr().add(y * tw * 3);
+        let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
+        for x in 0..out_w {
+            let s = *c.start.get_unchecked(x) - x_lo;
+            let px0 = row.add(s * 3);
+            let wx = pairs.add(x * np);
+            let mut acc = half;
+            for j in 0..np {
+                // SAFETY: tap pair j starts inside the window's rows; reads
+                // past the row land in the next row or the slack and meet
+                // zero weights.
+                let px = _mm_loadl_epi64(px0.add(j * 6) as *const __m128i);
+                let px = _mm_shuffle_epi8(px, mask);
+                let wv = _mm_set1_epi32(*wx.add(j));
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wv));
+            }
+            let v = _mm_srai_epi32(acc, PREC as i32);
+            // Signed saturation to i16, then unsigned to u8: clamp(0, 255).
+            let v = _mm_packs_epi32(v, v);
+            let v = _mm_packus_epi16(v, v);
+            let rgb = (_mm_cvtsi128_si32(v) as u32).to_le_bytes();
+            let ox = if flip { out_w - 1 - x } else { x };
+            drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
+                .copy_from_slice(&rgb[..3]);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn horizontal_scalar(
     tmp: &[u8],
     tw: usize,
     x_lo: usize,
@@ -274,6 +389,30 @@ mod tests {
                 let a = &out[(y * w + x) * 3..(y * w + x) * 3 + 3];
                 let b = &data[(y * w + (w - 1 - x)) * 3..(y * w + (w - 1 - x)) * 3 + 3];
                 assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn simd_horizontal_pass_matches_scalar_bit_for_bit() {
+        // Random-ish rows, every scale from 4x down to 4x up, odd and even
+        // tap counts, with and without flip.
+        let (tw, out_h) = (61usize, 5usize);
+        let tmp: Vec<u8> = (0..tw * 3 * out_h)
+            .map(|i| ((i * 2654435761usize) >> 7) as u8)
+            .collect();
+        for &out_w in &[7usize, 15, 16, 25, 40, 61, 97, 244] {
+            let mut c = Coeffs::default();
+            c.compute(tw, 0.75, tw as f64 - 1.5, out_w);
+            c.pack_pairs();
+            let mut tmp = tmp.clone();
+            tmp.resize(tw * 3 * out_h + tmp_slack(c.npairs), 0);
+            for flip in [false, true] {
+                let mut a = vec![0u8; out_w * out_h * 3];
+                let mut b = vec![1u8; out_w * out_h * 3];
+                horizontal_scalar(&tmp, tw, 0, out_w, out_h, &c, flip, &mut a);
+                horizontal(&tmp, tw, 0, out_w, out_h, &c, flip, &mut b);
+                assert_eq!(a, b, "out_w {out_w} flip {flip}");
             }
         }
     }
