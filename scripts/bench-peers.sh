@@ -52,7 +52,7 @@ if [ -x "$PEERS/ffcv/bin/python" ]; then
   order+=(ffcv_raw ffcv_jpg)
 fi
 if [ -x "$PEERS/dali/bin/python" ]; then
-  cmd[dali_cpu]="$PEERS/dali/bin/python $BASE/dali_loader_bench.py $corpus --workers $THREADS --batch $BATCH --batches $BATCHES"
+  cmd[dali_cpu]="$PEERS/dali/bin/python $BASE/dali_loader_bench.py $corpus --threads $THREADS --batch $BATCH --batches $BATCHES"
   order+=(dali_cpu)
 fi
 

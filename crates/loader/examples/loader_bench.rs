@@ -104,6 +104,14 @@ fn main() -> Res<()> {
                 100.0 * s.stall_fraction(),
                 s.failed
             );
+            if let Some(mem) = brigade_loader::ProcessMemory::current() {
+                let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                println!(
+                    "memory: peak RSS {:.1} MiB (mapped store pages included); loader's anonymous memory at most {:.1} MiB while running",
+                    mib(mem.peak_rss),
+                    mib(m.peak_rss_anon.unwrap_or(0)),
+                );
+            }
             println!("loader img/s: {:.1}", m.images_per_sec());
         }
         c => return Err(format!("unknown command {c}").into()),

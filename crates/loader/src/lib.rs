@@ -50,7 +50,7 @@ mod ring;
 mod sampler;
 mod source;
 
-pub use measure::Measurement;
+pub use measure::{Measurement, ProcessMemory};
 pub use ring::{Batch, SlotBuf};
 pub use sampler::{batch_count, Sampler};
 pub use source::{

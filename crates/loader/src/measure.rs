@@ -17,6 +17,11 @@ pub struct Measurement {
     pub stats: EpochStats,
     /// Every failed sample seen.
     pub failures: Vec<Failure>,
+    /// Largest anonymous resident memory of the process (bytes) sampled
+    /// every 16 timed batches and at the end, while the loader runs: the
+    /// loader's own footprint (ring, scratch), without the mapped store's
+    /// file-backed pages. `None` where `/proc` is unavailable.
+    pub peak_rss_anon: Option<u64>,
 }
 
 impl Measurement {
@@ -66,6 +71,9 @@ impl<S: Source, T: Transform> Loader<S, T> {
                 }
                 m.images += batch.len();
                 m.batches += 1;
+                if m.batches % 16 == 0 || m.batches == batches {
+                    sample_anon(&mut m.peak_rss_anon);
+                }
                 if m.batches == batches {
                     break;
                 }
@@ -76,6 +84,12 @@ impl<S: Source, T: Transform> Loader<S, T> {
         }
         m.elapsed = start.map(|s| s.elapsed()).unwrap_or_default();
         Ok(m)
+    }
+}
+
+fn sample_anon(peak: &mut Option<u64>) {
+    if let Some(now) = ProcessMemory::current() {
+        *peak = Some(peak.map_or(now.rss_anon, |p| p.max(now.rss_anon)));
     }
 }
 
@@ -92,4 +106,55 @@ fn add(total: &mut EpochStats, s: &EpochStats, warm: &EpochStats) {
     total.ready_depth_sum += s.ready_depth_sum - warm.ready_depth_sum;
     total.free_slots_sum += s.free_slots_sum - warm.free_slots_sum;
     total.depth_samples += s.depth_samples - warm.depth_samples;
+}
+
+/// Memory of this process as the kernel accounts it (Linux
+/// `/proc/self/status`), in bytes. The store's pages are file-backed and
+/// shared with the page cache (`rss_file`); the loader's own memory (batch
+/// ring, scratch) is anonymous (`rss_anon`), which is the figure that must
+/// stay independent of dataset size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessMemory {
+    /// Peak resident set (`VmHWM`).
+    pub peak_rss: u64,
+    /// Anonymous resident memory now (`RssAnon`).
+    pub rss_anon: u64,
+    /// File-backed resident memory now (`RssFile`), e.g. mapped store pages.
+    pub rss_file: u64,
+}
+
+impl ProcessMemory {
+    /// Reads this process's figures; `None` where `/proc` is unavailable.
+    pub fn current() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Self::parse(&status)
+    }
+
+    fn parse(status: &str) -> Option<Self> {
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        };
+        Some(Self {
+            peak_rss: field("VmHWM:")?,
+            rss_anon: field("RssAnon:")?,
+            rss_file: field("RssFile:")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessMemory;
+
+    #[test]
+    fn parses_proc_status_fields() {
+        let s = "Name:\tx\nVmHWM:\t  2048 kB\nRssAnon:\t 1024 kB\nRssFile:\t   512 kB\n";
+        let m = ProcessMemory::parse(s).expect("parse");
+        assert_eq!(m.peak_rss, 2048 * 1024);
+        assert_eq!(m.rss_anon, 1024 * 1024);
+        assert_eq!(m.rss_file, 512 * 1024);
+        assert_eq!(ProcessMemory::parse("VmHWM: 1 kB\n"), None);
+    }
 }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use brigade_augment::Pipeline;
 use brigade_index::{Index, IndexOptions, Split};
 use brigade_loader::adapters::{FileSource, StoreSource};
-use brigade_loader::{Loader, LoaderConfig, Source};
+use brigade_loader::{Loader, LoaderConfig, ProcessMemory, Source};
 use brigade_store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +78,12 @@ pub struct BenchResult {
     pub batch: usize,
     pub size: u32,
     pub peak_rss_mib: Option<f64>,
+    /// Largest anonymous (loader-owned) resident memory while running, and
+    /// file-backed (mapped store pages, shared with the page cache) at the end.
+    pub peak_rss_anon_mib: Option<f64>,
+    pub rss_file_mib: Option<f64>,
+    /// Bytes the batch ring holds: slots x batch x size x size x 3.
+    pub ring_mib: f64,
 }
 
 /// Runs the subcommand.
@@ -140,6 +146,9 @@ fn bench<S: Source>(
     let m = loader
         .measure(args.size, args.batches)
         .with_context(|| format!("loading from {input}"))?;
+    let ring_bytes = loader.ring_slots() * args.batch * (args.size as usize).pow(2) * 3;
+    let mem = ProcessMemory::current();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for f in &m.failures {
         eprintln!("failed sample {} ({}): {}", f.sample_id, f.name, f.reason);
     }
@@ -160,16 +169,11 @@ fn bench<S: Source>(
         threads: args.threads,
         batch: args.batch,
         size: args.size,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: mem.map(|m| mib(m.peak_rss)),
+        peak_rss_anon_mib: m.peak_rss_anon.map(mib),
+        rss_file_mib: mem.map(|m| mib(m.rss_file)),
+        ring_mib: mib(ring_bytes as u64),
     })
-}
-
-/// Peak resident set size of this process (Linux `VmHWM`).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn print_result(r: &BenchResult, json: bool) -> anyhow::Result<()> {
@@ -192,8 +196,13 @@ fn print_result(r: &BenchResult, json: bool) -> anyhow::Result<()> {
             r.mean_free_slots
         );
         println!("failed:   {} samples (replaced)", r.failed_samples);
-        if let Some(rss) = r.peak_rss_mib {
-            println!("peak RSS: {rss:.1} MiB");
+        if let (Some(peak), Some(anon), Some(file)) =
+            (r.peak_rss_mib, r.rss_anon_mib, r.rss_file_mib)
+        {
+            println!(
+                "memory:   peak RSS {peak:.1} MiB; loader's anonymous memory at most {anon:.1} MiB (batch ring {:.1} MiB); {file:.1} MiB file-backed (store pages, shared)",
+                r.ring_mib
+            );
         }
     }
     println!("loader img/s: {:.1}", r.images_per_sec);
