@@ -197,7 +197,7 @@ fn print_result(r: &BenchResult, json: bool) -> anyhow::Result<()> {
         );
         println!("failed:   {} samples (replaced)", r.failed_samples);
         if let (Some(peak), Some(anon), Some(file)) =
-            (r.peak_rss_mib, r.rss_anon_mib, r.rss_file_mib)
+            (r.peak_rss_mib, r.peak_rss_anon_mib, r.rss_file_mib)
         {
             println!(
                 "memory:   peak RSS {peak:.1} MiB; loader's anonymous memory at most {anon:.1} MiB (batch ring {:.1} MiB); {file:.1} MiB file-backed (store pages, shared)",
