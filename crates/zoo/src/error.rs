@@ -12,6 +12,15 @@ pub enum ZooError {
     /// A head name that is not in [`crate::HeadKind`].
     #[error("unknown head {0:?} (known: linear, fastai, fastai-bn-final)")]
     UnknownHead(String),
+    /// An input tensor the network cannot take (wrong rank, channels, size
+    /// or dtype).
+    #[error("bad input to {arch}: {problem}")]
+    BadInput {
+        /// The model's architecture.
+        arch: String,
+        /// What is wrong with the input.
+        problem: String,
+    },
     /// Invalid construction arguments (class count, dropout ...).
     #[error("invalid model configuration: {0}")]
     Config(String),

@@ -616,6 +616,66 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Checks that `xs` is a batch the network can take: a 4-D float tensor
+    /// `[N, 3, H, W]` with `N >= 1` (`N >= 2` in train mode with the fastai
+    /// head, whose BatchNorm1d needs batch statistics) and `H, W >= 1`.
+    pub fn check_input(&self, xs: &Tensor, train: bool) -> Result<()> {
+        let bad = |problem: String| ZooError::BadInput {
+            arch: self.arch.to_string(),
+            problem,
+        };
+        let size = xs.size();
+        if size.len() != 4 {
+            return Err(bad(format!(
+                "expected a 4-D [N, 3, H, W] batch, got shape {size:?}"
+            )));
+        }
+        if size[1] != 3 {
+            return Err(bad(format!(
+                "expected 3 channels (RGB) in dimension 1, got shape {size:?}"
+            )));
+        }
+        if size[0] < 1 || size[2] < 1 || size[3] < 1 {
+            return Err(bad(format!("empty batch or image: shape {size:?}")));
+        }
+        if train && size[0] < 2 && self.head_kind != HeadKind::Linear {
+            return Err(bad(format!(
+                "train mode with the fastai head needs at least 2 images per batch (BatchNorm1d statistics), got shape {size:?}"
+            )));
+        }
+        if !xs.is_floating_point() {
+            return Err(bad(format!(
+                "expected a floating-point tensor, got {:?}",
+                xs.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`ModuleT::forward_t`] after [`Model::check_input`], and with libtorch
+    /// failures (e.g. a device mismatch) returned as errors, not panics.
+    pub fn try_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_input(xs, train)?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.forward_t(xs, train)))
+            .map_err(|panic| ZooError::BadInput {
+                arch: self.arch.to_string(),
+                problem: panic_message(panic.as_ref()),
+            })
+    }
+}
+
+/// The text of a caught panic (tch panics with libtorch's message).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "libtorch failed".to_string()
+    }
+}
+
 impl ModuleT for Model {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.head.forward_t(&self.features_t(xs, train), train)

@@ -198,3 +198,35 @@ fn registry_and_resolution() {
     let k = brigade_zoo::find_known("resnet50").unwrap();
     assert!(matches!(k.verify(&f), Err(ZooError::Checksum { .. })));
 }
+
+#[test]
+fn bad_inputs_are_errors_naming_the_problem_not_panics() {
+    let (_vs, m) = build(Arch::Resnet18, 5, HeadKind::Fastai { bn_final: false });
+    let err = |xs: &Tensor, train: bool| match m.try_forward_t(xs, train) {
+        Err(ZooError::BadInput { arch, problem }) => {
+            assert_eq!(arch, "resnet18");
+            problem
+        }
+        other => panic!("expected BadInput, got {other:?}"),
+    };
+    let f = tch::kind::FLOAT_CPU;
+    assert!(err(&Tensor::zeros([3, 32, 32], f), false).contains("4-D"));
+    assert!(err(&Tensor::zeros([2, 32, 32, 3], f), false).contains("3 channels"));
+    assert!(err(&Tensor::zeros([0, 3, 32, 32], f), false).contains("empty"));
+    assert!(err(&Tensor::zeros([1, 3, 32, 32], f), true).contains("at least 2"));
+    let bytes = Tensor::zeros([2, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+    assert!(err(&bytes, false).contains("floating-point"));
+    // Passes the shape checks but libtorch refuses it (f64 input, f32
+    // weights): its message comes back as an error.
+    let doubles = Tensor::zeros([2, 3, 32, 32], (Kind::Double, Device::Cpu));
+    assert!(!err(&doubles, false).is_empty());
+    // A good batch goes through, in both modes.
+    let ok = m
+        .try_forward_t(&Tensor::zeros([2, 3, 32, 32], f), true)
+        .unwrap();
+    assert_eq!(ok.size(), [2, 5]);
+    let ok = m
+        .try_forward_t(&Tensor::zeros([1, 3, 40, 33], f), false)
+        .unwrap();
+    assert_eq!(ok.size(), [1, 5]);
+}
