@@ -242,9 +242,87 @@ impl Transform for Pipeline {
     }
 }
 
+/// One test-time-augmentation view of an eval [`Pipeline`] as a
+/// [`Transform`]: [`Pipeline::apply_tta`] with variant `variant` (see
+/// [`Pipeline::tta_variants`]). A variant the pipeline lacks fails every
+/// sample with a message saying so.
+#[derive(Debug, Clone)]
+pub struct TtaView {
+    /// An eval pipeline.
+    pub pipeline: Pipeline,
+    /// Index into its TTA variants.
+    pub variant: usize,
+}
+
+impl Transform for TtaView {
+    type Scratch = brigade_augment::Scratch;
+
+    fn source_region(&self, full: (u32, u32), out: OutSize, _key: SampleSeed) -> Rect {
+        self.pipeline
+            .source_region_tta(self.variant, full, out.wh())
+            .unwrap_or_else(|_| Rect::full(full))
+    }
+
+    fn apply(
+        &self,
+        src: ImageView<'_>,
+        full: (u32, u32),
+        out: OutSize,
+        _key: SampleSeed,
+        scratch: &mut brigade_augment::Scratch,
+        dst: &mut [u8],
+    ) -> Result<(), SampleError> {
+        self.pipeline
+            .apply_tta(
+                self.variant,
+                src,
+                Rect::full(full),
+                full,
+                out.wh(),
+                scratch,
+                dst,
+            )
+            .map_err(|e| SampleError(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tta_views_are_the_pipeline_variants() {
+        let (w, h) = (40u32, 30u32);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 13 % 251) as u8).collect();
+        let src = ImageView {
+            width: w,
+            height: h,
+            data: &data,
+        };
+        let out = OutSize::square(16);
+        let view = |variant| TtaView {
+            pipeline: Pipeline::eval(),
+            variant,
+        };
+        let mut scratch = brigade_augment::Scratch::new();
+        let run = |t: &TtaView, scratch: &mut brigade_augment::Scratch| {
+            let mut dst = vec![0u8; out.image_bytes()];
+            t.apply(src, (w, h), out, SampleSeed::default(), scratch, &mut dst)
+                .map(|()| dst)
+        };
+        let plain = run(&view(0), &mut scratch).unwrap();
+        let flipped = run(&view(1), &mut scratch).unwrap();
+        assert_ne!(plain, flipped);
+        for y in 0..16 {
+            for x in 0..16 {
+                let a = (y * 16 + x) * 3;
+                let b = (y * 16 + 15 - x) * 3;
+                assert_eq!(plain[a..a + 3], flipped[b..b + 3]);
+            }
+        }
+        let err = run(&view(7), &mut scratch).unwrap_err();
+        assert!(err.0.contains('7'), "{}", err.0);
+    }
 
     #[test]
     fn full_geometry_undoes_the_scale() {

@@ -51,6 +51,104 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+/// Test-time augmentation: which views are averaged (softmax mean).
+/// In a recipe: `tta = false | true | "none" | "flip" | "five-crop" | "ten-crop"`
+/// (`true` is `"flip"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TtaMode {
+    /// The centre crop only.
+    #[default]
+    None,
+    /// Centre crop, plain and mirrored.
+    Flip,
+    /// Centre and four corner crops.
+    FiveCrop,
+    /// The five crops, plain and mirrored.
+    TenCrop,
+}
+
+impl TtaMode {
+    /// Every mode, in order.
+    pub const ALL: [TtaMode; 4] = [Self::None, Self::Flip, Self::FiveCrop, Self::TenCrop];
+
+    /// The name used in recipes, flags and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Flip => "flip",
+            Self::FiveCrop => "five-crop",
+            Self::TenCrop => "ten-crop",
+        }
+    }
+
+    /// The augment crate's views for this mode (the first is the plain centre crop).
+    pub fn variants(self) -> Vec<brigade_augment::TtaVariant> {
+        use brigade_augment::{CropPos, TtaVariant};
+        let crops = [
+            CropPos::Center,
+            CropPos::TopLeft,
+            CropPos::TopRight,
+            CropPos::BottomLeft,
+            CropPos::BottomRight,
+        ];
+        let flips: &[bool] = match self {
+            Self::None | Self::FiveCrop => &[false],
+            Self::Flip | Self::TenCrop => &[false, true],
+        };
+        let positions: &[CropPos] = match self {
+            Self::None | Self::Flip => &crops[..1],
+            Self::FiveCrop | Self::TenCrop => &crops,
+        };
+        flips
+            .iter()
+            .flat_map(|&flip| positions.iter().map(move |&pos| TtaVariant { pos, flip }))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for TtaMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TtaMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "false" | "off" => Ok(Self::None),
+            "flip" | "true" => Ok(Self::Flip),
+            "five-crop" => Ok(Self::FiveCrop),
+            "ten-crop" => Ok(Self::TenCrop),
+            other => Err(format!(
+                "unknown TTA mode `{other}` (none, flip, five-crop or ten-crop; true means flip)"
+            )),
+        }
+    }
+}
+
+impl Serialize for TtaMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for TtaMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::Flip),
+            Raw::Bool(false) => Ok(Self::None),
+            Raw::Name(n) => n.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// `[run]`: naming, seeding and the device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -393,8 +491,9 @@ pub struct EvalConfig {
     pub size: u32,
     /// Resize shorter side to `size * resize_ratio` before the centre crop (256/224).
     pub resize_ratio: f64,
-    /// Test-time augmentation (flip + crops).
-    pub tta: bool,
+    /// Test-time augmentation: `false`/`"none"`, `true`/`"flip"`,
+    /// `"five-crop"`, `"ten-crop"` (crops need `data.loader = "store"`).
+    pub tta: TtaMode,
     pub batch_size: u32,
 }
 
@@ -403,7 +502,7 @@ impl Default for EvalConfig {
         Self {
             size: 0,
             resize_ratio: 256.0 / 224.0,
-            tta: false,
+            tta: TtaMode::None,
             batch_size: 64,
         }
     }

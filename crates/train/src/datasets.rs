@@ -34,18 +34,36 @@ pub fn generate_synth(cfg: &Config, root: &Path) -> Result<(), PipelineError> {
 }
 
 /// Returns the Food-101 root under `root` (the `food-101` folder or `root`
-/// itself), downloading it when missing.
+/// itself), fetching it when missing exactly as `brigade fetch food101
+/// --dest ROOT` does: `data.archive` when set (verified against the
+/// manifest's checksums), else a download from `data.url` or the manifest's
+/// URL (resumable), then safe extraction, indexing and verification.
 pub fn fetch_food101(cfg: &Config, root: &Path) -> Result<PathBuf, PipelineError> {
     for cand in [root.join("food-101"), root.to_path_buf()] {
         if cand.join("meta").join("classes.txt").is_file() {
             return Ok(cand);
         }
     }
-    let _ = cfg;
-    Err(PipelineError::Unavailable(format!(
-        "Food-101 is not in {}: run `brigade fetch food101 --dest {}` (or pass --archive \
-         food-101.tar.gz to it) first",
-        root.display(),
+    let unavailable = |e: anyhow::Error| {
+        PipelineError::Unavailable(format!(
+            "Food-101 is not in {} and fetching it failed: {e:#}\n(fetch it by hand with \
+             `brigade fetch food101 --dest {}`, or pass the archive with data.archive=PATH)",
+            root.display(),
+            root.display()
+        ))
+    };
+    let manifest = brigade_index::Manifest::food101().map_err(|e| unavailable(e.into()))?;
+    let args = crate::cli::fetch::Args {
+        dataset: crate::cli::fetch::Dataset::Food101,
+        dest: root.to_path_buf(),
+        archive: cfg.data.archive.clone(),
+        url: cfg.data.url.clone(),
+        manifest: None,
+        quiet: false,
+    };
+    println!(
+        "Food-101 is not in {}: fetching it (data.source = \"food101\")",
         root.display()
-    )))
+    );
+    crate::cli::fetch::fetch(&manifest, &args).map_err(unavailable)
 }

@@ -16,13 +16,13 @@ use brigade_augment::{
     EvalConfig, Geometry, Pipeline, PipelineConfig, RrcConfig, TrainConfig, TrivialAugmentConfig,
 };
 use brigade_index::{Index, Split};
-use brigade_loader::adapters::StoreSource;
-use brigade_loader::{batch_count, Loader, LoaderConfig, OutSize, Sampler, Source};
+use brigade_loader::adapters::{FileSource, StoreSource, TtaView};
+use brigade_loader::{batch_count, Loader, LoaderConfig, OutSize, Sampler, Source, Transform};
 use brigade_store::{pack, PackOptions, Side, Store, StoreError, StoreFormat};
 use brigade_tensor::ToTensor;
 use tch::{Device, Kind};
 
-use crate::config::{AugmentChoice, Config, PackFormat};
+use crate::config::{AugmentChoice, Config, PackFormat, TtaMode};
 use crate::data::{DataError, DataSource, DeviceBatch, EpochIter, IMAGENET_MEAN, IMAGENET_STD};
 use crate::pipeline::PipelineError;
 
@@ -57,6 +57,35 @@ pub fn eval_pipeline(resize_ratio: f64) -> Result<Pipeline, DataError> {
         ..EvalConfig::default()
     }))
     .map_err(|e| DataError::Msg(e.to_string()))
+}
+
+/// The TTA views of `split` for evaluation, read from the original files
+/// (full quality, whatever the store's max side; streamed, never held in
+/// memory): one eval-order source per view of `tta` (the first is the plain
+/// centre crop), each yielding the same samples in the same order.
+pub fn tta_views(
+    index: &Index,
+    split: Split,
+    resize_ratio: f64,
+    tta: TtaMode,
+    threads: usize,
+    device: Device,
+) -> Result<Vec<LoaderData<TtaView, FileSource>>, DataError> {
+    let pipeline = Pipeline::new(PipelineConfig::Eval(EvalConfig {
+        resize_ratio,
+        tta: tta.variants(),
+    }))
+    .map_err(|e| DataError::Msg(e.to_string()))?;
+    let source = FileSource::new(index, Some(split));
+    (0..pipeline.tta_variants().len())
+        .map(|variant| {
+            let view = TtaView {
+                pipeline: pipeline.clone(),
+                variant,
+            };
+            LoaderData::from_source(source.clone(), view, false, 0, threads, device)
+        })
+        .collect()
 }
 
 /// Folder of cached stores: `data.pack.cache_dir`, else `<dataset root>/.brigade`.
@@ -137,10 +166,13 @@ pub fn ensure_store(
     Store::open_for(&path, index).map_err(|e| unavailable("opening", e))
 }
 
-/// One split of a packed store, through the loader, as device batches.
-pub struct LoaderData {
-    source: StoreSource,
-    pipeline: Pipeline,
+/// One split, through the loader, as device batches. `S` is where pixels
+/// come from: the packed store, or the original files ([`FileSource`], for
+/// evaluation at full quality); `T` is the transform: an augment
+/// [`Pipeline`], or one [`TtaView`] of an eval pipeline.
+pub struct LoaderData<T: Transform + Clone = Pipeline, S: Source + Clone = StoreSource> {
+    source: S,
+    pipeline: T,
     train: bool,
     seed: u64,
     threads: usize,
@@ -148,27 +180,43 @@ pub struct LoaderData {
     world: usize,
     to_tensor: ToTensor,
     /// Built for one batch size (stages may change it).
-    loader: Option<Loader<StoreSource, Pipeline>>,
+    loader: Option<Loader<S, T>>,
     /// Consumer wait inside the loader during the latest epoch.
     wait: Rc<Cell<Duration>>,
 }
 
-impl LoaderData {
+impl<T: Transform + Clone> LoaderData<T, StoreSource> {
     /// The records of `split` in `store`; train mode shuffles and drops the
     /// last partial batch, eval mode keeps store order and every sample.
     pub fn new(
         store: Arc<Store>,
         split: Split,
-        pipeline: Pipeline,
+        pipeline: T,
         train: bool,
         seed: u64,
         threads: usize,
         device: Device,
-    ) -> Result<LoaderData, DataError> {
+    ) -> Result<Self, DataError> {
+        let source = StoreSource::new(store, Some(split));
+        Self::from_source(source, pipeline, train, seed, threads, device)
+    }
+}
+
+impl<T: Transform + Clone, S: Source + Clone> LoaderData<T, S> {
+    /// Any loader source; train mode shuffles and drops the last partial
+    /// batch, eval mode keeps source order and every sample.
+    pub fn from_source(
+        source: S,
+        pipeline: T,
+        train: bool,
+        seed: u64,
+        threads: usize,
+        device: Device,
+    ) -> Result<Self, DataError> {
         let to_tensor = ToTensor::new(device, IMAGENET_MEAN, IMAGENET_STD, Kind::Float)
             .map_err(|e| DataError::Msg(e.to_string()))?;
         Ok(LoaderData {
-            source: StoreSource::new(store, Some(split)),
+            source,
             pipeline,
             train,
             seed,
@@ -208,7 +256,7 @@ impl LoaderData {
     }
 }
 
-impl DataSource for LoaderData {
+impl<T: Transform + Clone, S: Source + Clone> DataSource for LoaderData<T, S> {
     fn len(&self) -> usize {
         self.source.len()
     }

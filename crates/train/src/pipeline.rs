@@ -8,7 +8,8 @@
 //! image of a split once (rayon, the `image` crate), centre-crops its shorter
 //! side and resizes it to a fixed side held in memory ([`MemoryData`]);
 //! training augmentation is then a random crop + flip from that square. The
-//! test evaluation always uses the in-memory eval split.
+//! test evaluation ([`eval_views`]) streams the original files through the
+//! loader, one source per TTA view.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use brigade_index::{Index, IndexOptions, Report, Split};
 use rayon::prelude::*;
 use tch::Device;
 
-use crate::config::{Config, DataSource as Source, LoaderChoice};
+use crate::config::{Config, DataSource as Source, LoaderChoice, TtaMode};
 use crate::data::{DataError, DataSource, MemoryData, IMAGENET_MEAN, IMAGENET_STD};
 use crate::loaded::LoaderData;
 
@@ -148,6 +149,31 @@ pub fn decode_eval(path: &Path, size: u32, ratio: f64) -> Result<Vec<u8>, Pipeli
     let crop = image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size)
         .to_image();
     Ok(crop.into_raw())
+}
+
+/// The evaluation views of `split` ([`crate::loaded::tta_views`]): the
+/// original files, eval preprocessing (shorter side to `size * ratio`, then
+/// the crops of `tta`), streamed by `threads` loader workers.
+pub fn eval_views(
+    index: &Index,
+    split: Split,
+    ratio: f64,
+    tta: TtaMode,
+    threads: usize,
+    device: Device,
+) -> Result<Vec<Box<dyn DataSource>>, PipelineError> {
+    if index.split_ids(split).is_empty() {
+        return Err(PipelineError::EmptySplit {
+            split: split.name(),
+            root: index.root.clone(),
+        });
+    }
+    let views = crate::loaded::tta_views(index, split, ratio, tta, threads, device)
+        .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
+    Ok(views
+        .into_iter()
+        .map(|v| Box::new(v) as Box<dyn DataSource>)
+        .collect())
 }
 
 /// Loads a split with eval preprocessing ([`decode_eval`]) at `size`².

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Reduction, Tensor};
 
-use crate::data::{DataError, DataSource, MemoryData};
+use crate::data::{DataError, DataSource, DeviceBatch, EpochIter, IMAGENET_MEAN, IMAGENET_STD};
 use crate::model::Net;
 use crate::plot::{self, Tile};
 
@@ -49,7 +49,12 @@ pub struct EvalReport {
     pub split: String,
     pub n: u64,
     pub size: u32,
+    /// Whether test-time augmentation was used.
     pub tta: bool,
+    /// `none`, `flip`, `five-crop` or `ten-crop`.
+    pub tta_mode: String,
+    /// Views averaged per image (1 without TTA).
+    pub tta_views: usize,
     pub top1: f64,
     pub top5: f64,
     pub loss: f64,
@@ -67,10 +72,11 @@ pub struct Prediction {
     pub prob: f64,
 }
 
-/// Class probabilities of a batch, averaged over the horizontal flip when `tta`.
-pub fn probabilities(net: &dyn Net, xs: &Tensor, tta: bool) -> Result<Tensor, tch::TchError> {
+/// Class probabilities of a batch, averaged with the mirrored batch when
+/// `flip` (the in-memory path's flip TTA; store views flip in the augmenter).
+pub fn probabilities(net: &dyn Net, xs: &Tensor, flip: bool) -> Result<Tensor, tch::TchError> {
     let p = net.forward_t(xs, false).f_softmax(-1, Kind::Float)?;
-    if !tta {
+    if !flip {
         return Ok(p);
     }
     let flipped = xs.f_flip([3])?;
@@ -78,25 +84,125 @@ pub fn probabilities(net: &dyn Net, xs: &Tensor, tta: bool) -> Result<Tensor, tc
     p.f_add(&pf)?.f_div_scalar(2.0)
 }
 
-/// Evaluates `net` on every sample of `data` (eval mode, no grad).
+/// A misclassified image for the mistakes grid (pixels of the first view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    pub prediction: Prediction,
+    pub width: u32,
+    pub height: u32,
+    /// HWC RGB8.
+    pub rgb: Vec<u8>,
+}
+
+/// How many mistakes [`evaluate`] keeps for the grid.
+pub const MISTAKES_KEPT: usize = 32;
+
+/// How to evaluate: batch size, TTA, names for the report.
+#[derive(Debug, Clone)]
+pub struct EvalSpec<'a> {
+    pub classes: &'a [String],
+    pub size: u32,
+    pub batch_size: usize,
+    /// Average each view with its mirror image on the tensor (for a single
+    /// in-memory view); store views carry their flips themselves.
+    pub flip_tensor: bool,
+    /// Reported TTA mode name.
+    pub tta_mode: &'a str,
+    pub split: &'a str,
+}
+
+/// Undoes the ImageNet normalisation of image `k` of a `[N, 3, H, W]` batch
+/// into HWC RGB8 bytes on the CPU.
+fn denormalise(images: &Tensor, k: i64) -> Result<(u32, u32, Vec<u8>), tch::TchError> {
+    let x = images.f_get(k)?.f_to_device(tch::Device::Cpu)?;
+    let size = x.size();
+    let mean = Tensor::f_from_slice(&IMAGENET_MEAN)?.f_view([3, 1, 1])?;
+    let std = Tensor::f_from_slice(&IMAGENET_STD)?.f_view([3, 1, 1])?;
+    let rgb = x
+        .f_to_kind(Kind::Float)?
+        .f_mul(&std)?
+        .f_add(&mean)?
+        .f_mul_scalar(255.0)?
+        .f_round()?
+        .f_clamp(0.0, 255.0)?
+        .f_permute([1, 2, 0])?
+        .f_contiguous()?
+        .f_to_kind(Kind::Uint8)?;
+    let mut bytes = vec![0u8; rgb.numel()];
+    rgb.f_copy_data_u8(&mut bytes, rgb.numel())?;
+    Ok((size[2] as u32, size[1] as u32, bytes))
+}
+
+fn disagree(msg: String) -> ReportError {
+    ReportError::Data(DataError::Msg(format!("TTA views disagree: {msg}")))
+}
+
+/// Evaluates `net` on every sample of `views` (eval mode, no grad), streaming
+/// batch by batch. Each view is one TTA view of the same samples in the same
+/// order; their softmax probabilities are averaged. Returns the report, one
+/// prediction per sample, and the first [`MISTAKES_KEPT`] mistakes' pixels.
 pub fn evaluate(
     net: &dyn Net,
-    data: &mut MemoryData,
-    classes: &[String],
-    size: u32,
-    batch_size: usize,
-    tta: bool,
-    split: &str,
-) -> Result<(EvalReport, Vec<Prediction>), ReportError> {
+    views: &mut [Box<dyn DataSource + '_>],
+    spec: &EvalSpec<'_>,
+) -> Result<(EvalReport, Vec<Prediction>, Vec<Mistake>), ReportError> {
     let _g = tch::no_grad_guard();
+    let classes = spec.classes;
     let c = classes.len();
+    if views.is_empty() {
+        return Err(ReportError::Data(DataError::Msg(
+            "evaluation: no data views".into(),
+        )));
+    }
     let mut confusion = vec![vec![0u64; c]; c];
     let mut preds = Vec::new();
+    let mut mistakes = Vec::new();
     let (mut n, mut t1, mut t5, mut loss_sum) = (0u64, 0u64, 0u64, 0.0f64);
     let mut position = 0usize;
-    for batch in data.epoch(0, size, batch_size, 0)? {
-        let b = batch?;
-        let p = probabilities(net, &b.images, tta)?;
+    let nviews = views.len();
+    let mut iters: Vec<EpochIter<'_>> = views
+        .iter_mut()
+        .map(|v| v.epoch(0, spec.size, spec.batch_size, 0))
+        .collect::<Result<_, _>>()?;
+    loop {
+        let mut first: Option<DeviceBatch> = None;
+        let mut sum: Option<Tensor> = None;
+        let mut ended = 0;
+        for it in iters.iter_mut() {
+            let Some(b) = it.next() else {
+                ended += 1;
+                continue;
+            };
+            let b = b?;
+            let p = probabilities(net, &b.images, spec.flip_tensor)?;
+            sum = Some(match sum {
+                None => p,
+                Some(s) => s.f_add(&p)?,
+            });
+            match &first {
+                None => first = Some(b),
+                Some(f) if f.ids != b.ids => {
+                    return Err(disagree(format!(
+                        "sample ids {:?}... vs {:?}...",
+                        &f.ids[..f.ids.len().min(4)],
+                        &b.ids[..b.ids.len().min(4)]
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if ended == nviews {
+            break;
+        }
+        if ended > 0 {
+            return Err(disagree(format!(
+                "{ended} of {nviews} ended before the others"
+            )));
+        }
+        let (Some(b), Some(sum)) = (first, sum) else {
+            break;
+        };
+        let p = sum.f_div_scalar(nviews as f64)?;
         let loss = p
             .f_clamp_min(1e-12)?
             .f_log()?
@@ -111,12 +217,22 @@ pub fn evaluate(
             if (truth as usize) < c && (predicted as usize) < c {
                 confusion[truth as usize][predicted as usize] += 1;
             }
-            preds.push(Prediction {
+            let prediction = Prediction {
                 position,
                 truth,
                 predicted,
                 prob: best_p.f_double_value(&[k])?,
-            });
+            };
+            if truth != predicted && mistakes.len() < MISTAKES_KEPT {
+                let (width, height, rgb) = denormalise(&b.images, k)?;
+                mistakes.push(Mistake {
+                    prediction,
+                    width,
+                    height,
+                    rgb,
+                });
+            }
+            preds.push(prediction);
             position += 1;
         }
         n += bn as u64;
@@ -155,17 +271,19 @@ pub fn evaluate(
     pairs.truncate(20);
     let nf = n.max(1) as f64;
     let report = EvalReport {
-        split: split.to_string(),
+        split: spec.split.to_string(),
         n,
-        size,
-        tta,
+        size: spec.size,
+        tta: nviews > 1 || spec.flip_tensor,
+        tta_mode: spec.tta_mode.to_string(),
+        tta_views: nviews * if spec.flip_tensor { 2 } else { 1 },
         top1: t1 as f64 / nf,
         top5: t5 as f64 / nf,
         loss: loss_sum / nf,
         per_class,
         most_confused: pairs,
     };
-    Ok((report, preds))
+    Ok((report, preds, mistakes))
 }
 
 /// Confusion matrix of a report's predictions.
@@ -192,7 +310,7 @@ pub fn write_report(
     report: &EvalReport,
     preds: &[Prediction],
     classes: &[String],
-    data: &MemoryData,
+    mistakes: &[Mistake],
 ) -> Result<Vec<PathBuf>, ReportError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut out = Vec::new();
@@ -220,25 +338,21 @@ pub fn write_report(
     let png = dir.join("confusion.png");
     plot::plot_confusion(&m, classes, &png)?;
     out.push(png);
-    let side = data.side as u32;
-    let px = (side * side * 3) as usize;
-    let tiles: Vec<Tile<'_>> = preds
+    let tiles: Vec<Tile<'_>> = mistakes
         .iter()
-        .filter(|p| p.truth != p.predicted)
-        .take(32)
-        .filter_map(|p| {
-            let bytes = data.pixels.get(p.position * px..(p.position + 1) * px)?;
-            Some(Tile {
-                width: side,
-                height: side,
-                rgb: bytes,
+        .map(|m| {
+            let p = &m.prediction;
+            Tile {
+                width: m.width,
+                height: m.height,
+                rgb: &m.rgb,
                 caption: format!(
                     "{} → {} ({:.0}%)",
                     classes.get(p.truth as usize).map_or("?", |s| s),
                     classes.get(p.predicted as usize).map_or("?", |s| s),
                     100.0 * p.prob
                 ),
-            })
+            }
         })
         .collect();
     let grid = dir.join("mistakes.png");

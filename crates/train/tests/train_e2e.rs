@@ -125,11 +125,12 @@ fn train_stop_resume_eval_predict() {
     eval::run(eval::Args {
         checkpoint: run_dir.clone(),
         data: Some(data.clone()),
-        tta: true,
+        tta: Some(brigade_train::config::TtaMode::TenCrop),
         split: "test".into(),
         size: None,
         out: Some(eval_out.clone()),
         batch_size: 8,
+        workers: Some(2),
         device: brigade_train::config::DeviceChoice::Cpu,
         json: true,
     })
@@ -151,6 +152,12 @@ fn train_stop_resume_eval_predict() {
         assert!(rep.get(k).is_some(), "eval.json lacks {k}");
     }
     assert_eq!(rep["tta"], true);
+    assert_eq!(rep["tta_mode"], "ten-crop");
+    assert_eq!(rep["tta_views"], 10);
+    assert_eq!(
+        rep["n"], 24,
+        "every test image once, whatever the view count"
+    );
     assert_eq!(rep["per_class"].as_array().unwrap().len(), 4);
 
     // predict: top-5 (clamped to 4 classes) with probabilities summing to ≤ 1, sorted
@@ -194,4 +201,71 @@ fn bad_recipe_key_is_named() {
             .join(r);
         Config::load(&p, &[]).unwrap_or_else(|e| panic!("{r}: {e}"));
     }
+}
+
+#[test]
+fn tta_modes_parse_from_recipes_and_flags() {
+    use brigade_train::config::TtaMode;
+    let text = include_str!("../../../recipes/food101-smoke.toml");
+    for (value, want) in [
+        ("true", TtaMode::Flip),
+        ("false", TtaMode::None),
+        ("\"ten-crop\"", TtaMode::TenCrop),
+        ("\"five-crop\"", TtaMode::FiveCrop),
+    ] {
+        let cfg = Config::from_toml_str(text, "smoke", &[format!("eval.tta={value}")]).unwrap();
+        assert_eq!(cfg.eval.tta, want, "{value}");
+        assert_eq!(want.variants().len(), [1, 2, 5, 10][want as usize]);
+    }
+    let e = Config::from_toml_str(text, "smoke", &["eval.tta=\"nine-crop\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nine-crop"), "{e}");
+    assert_eq!("flip".parse::<TtaMode>(), Ok(TtaMode::Flip));
+}
+
+#[test]
+fn missing_food101_is_fetched_and_a_bad_archive_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let bogus = d.path().join("not-food-101.tar.gz");
+    std::fs::write(&bogus, b"this is not the Food-101 archive").unwrap();
+    let text = include_str!("../../../recipes/food101-smoke.toml");
+    let cfg = Config::from_toml_str(
+        text,
+        "smoke",
+        &[
+            "data.source=\"food101\"".into(),
+            format!(
+                "data.path={:?}",
+                d.path().join("data").display().to_string()
+            ),
+            format!("data.archive={:?}", bogus.display().to_string()),
+            format!(
+                "run.out_dir={:?}",
+                d.path().join("runs").display().to_string()
+            ),
+        ],
+    )
+    .unwrap();
+    let e = format!("{:#}", train::train(cfg, false, false).unwrap_err());
+    assert!(e.contains("fetching it failed"), "{e}");
+    assert!(e.contains("not-food-101.tar.gz"), "{e}");
+}
+
+/// Slow end-to-end (about 10-30 s with optimised dependencies): the whole
+/// `brigade demo` (synthesise, pack, train from scratch on CPU, evaluate),
+/// held to a looser accuracy threshold (80 %) than the demo's 90 % target.
+#[test]
+fn slow_e2e_demo_trains_to_its_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = brigade_train::cli::demo::demo_config(d.path(), &[]).unwrap();
+    let summary = train::train(cfg, false, false).unwrap();
+    let test = summary.test.expect("the demo evaluates its test split");
+    assert!(test.n >= 100, "test split of {} images", test.n);
+    assert!(
+        test.top1 >= 0.80,
+        "demo top-1 {:.2}% below the 80% end-to-end threshold",
+        100.0 * test.top1
+    );
+    assert!(summary.run_dir.join("eval/mistakes.png").is_file());
 }

@@ -1,9 +1,9 @@
-//! `brigade eval --checkpoint C [--tta] [--data D] [--split test|valid] [--out DIR]`
+//! `brigade eval --checkpoint C [--tta [flip|five-crop|ten-crop]] [--data D] [--split test|valid] [--out DIR]`
 
 use anyhow::Context;
 use std::path::PathBuf;
 
-use crate::config::{Config, DeviceChoice};
+use crate::config::{Config, DeviceChoice, TtaMode};
 use crate::{checkpoint, pipeline, report};
 
 /// Arguments of `brigade eval`.
@@ -15,9 +15,10 @@ pub struct Args {
     /// Dataset root (default: the run's recipe data.path)
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Horizontal-flip test-time augmentation
-    #[arg(long)]
-    pub tta: bool,
+    /// Test-time augmentation: `--tta` alone is `flip`; also `five-crop`,
+    /// `ten-crop`, `none` (softmax averaged over the views)
+    #[arg(long, num_args = 0..=1, default_missing_value = "flip", value_name = "MODE")]
+    pub tta: Option<TtaMode>,
     /// Split to evaluate
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -29,6 +30,9 @@ pub struct Args {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "64")]
     pub batch_size: usize,
+    /// Loader threads decoding the test images (default: the recipe's data.workers)
+    #[arg(long)]
+    pub workers: Option<usize>,
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Print eval.json to stdout
@@ -74,18 +78,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         s => anyhow::bail!("--split {s}: expected test, valid or train"),
     };
     let size = args.size.unwrap_or(meta.eval_size);
-    let mut data = pipeline::load_split_eval(&index, split, size, meta.resize_ratio, device)?;
-    let (rep, preds) = report::evaluate(
-        net.as_ref(),
-        &mut data,
-        &meta.classes,
+    let tta = args.tta.unwrap_or(TtaMode::None);
+    let workers = args.workers.unwrap_or(cfg.data.workers as usize).max(1);
+    let mut views = pipeline::eval_views(&index, split, meta.resize_ratio, tta, workers, device)?;
+    let spec = report::EvalSpec {
+        classes: &meta.classes,
         size,
-        args.batch_size,
-        args.tta,
-        &args.split,
-    )?;
+        batch_size: args.batch_size.max(1),
+        flip_tensor: false,
+        tta_mode: tta.name(),
+        split: &args.split,
+    };
+    let (rep, preds, mistakes) = report::evaluate(net.as_ref(), &mut views, &spec)?;
     let out = args.out.clone().unwrap_or_else(|| dir.join("eval"));
-    let files = report::write_report(&out, &rep, &preds, &meta.classes, &data)?;
+    let files = report::write_report(&out, &rep, &preds, &meta.classes, &mistakes)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
@@ -94,7 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             rep.split,
             rep.n,
             size,
-            if rep.tta { " (TTA: flip)" } else { "" },
+            if rep.tta {
+                format!(" (TTA: {}, {} views)", rep.tta_mode, rep.tta_views)
+            } else {
+                String::new()
+            },
             100.0 * rep.top1,
             100.0 * rep.top5,
             rep.loss

@@ -50,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fetch(manifest: &Manifest, args: &Args) -> anyhow::Result<PathBuf> {
+/// Fetches, extracts, indexes and verifies a dataset; returns its root.
+pub(crate) fn fetch(manifest: &Manifest, args: &Args) -> anyhow::Result<PathBuf> {
     let src = &manifest.source;
     let expected = Expected {
         sha256: src.sha256.clone(),

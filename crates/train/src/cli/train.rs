@@ -157,30 +157,41 @@ pub fn train(cfg: Config, resume: bool, show: bool) -> anyhow::Result<TrainSumma
             let best = checkpoint::find_model_dir(&run_dir)?;
             let (_vs, net, meta) = crate::model::from_checkpoint(&best, device)?;
             let size = cfg.eval_size();
-            let mut test = pipeline::load_split_eval(
+            let mut views = pipeline::eval_views(
                 &prepared.index,
                 brigade_index::Split::Test,
-                size,
                 cfg.eval.resize_ratio,
+                cfg.eval.tta,
+                cfg.data.workers as usize,
                 device,
             )?;
-            let (rep, preds) = report::evaluate(
-                net.as_ref(),
-                &mut test,
-                &meta.classes,
+            let spec = report::EvalSpec {
+                classes: &meta.classes,
                 size,
-                cfg.eval.batch_size as usize,
-                cfg.eval.tta,
-                "test",
+                batch_size: cfg.eval.batch_size as usize,
+                flip_tensor: false,
+                tta_mode: cfg.eval.tta.name(),
+                split: "test",
+            };
+            let (rep, preds, mistakes) = report::evaluate(net.as_ref(), &mut views, &spec)?;
+            drop(views);
+            let files = report::write_report(
+                &run_dir.join("eval"),
+                &rep,
+                &preds,
+                &meta.classes,
+                &mistakes,
             )?;
-            let files =
-                report::write_report(&run_dir.join("eval"), &rep, &preds, &meta.classes, &test)?;
             if show {
                 println!(
                     "test ({} images, {}px{}): top-1 {:.2}%, top-5 {:.2}%; report: {}",
                     rep.n,
                     size,
-                    if cfg.eval.tta { ", TTA" } else { "" },
+                    if rep.tta {
+                        format!(", TTA {}", rep.tta_mode)
+                    } else {
+                        String::new()
+                    },
                     100.0 * rep.top1,
                     100.0 * rep.top5,
                     files
