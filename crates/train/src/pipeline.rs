@@ -44,6 +44,31 @@ pub enum PipelineError {
     },
 }
 
+/// An exclusive lock on the recipe's dataset (`.<name>.brigade-lock` beside
+/// `data.path`), held while the dataset is made and packed; released on drop.
+pub fn lock_dataset(cfg: &Config) -> Result<std::fs::File, PipelineError> {
+    let path = &cfg.data.path;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let io = |path: PathBuf| move |source| PipelineError::Io { path, source };
+    std::fs::create_dir_all(&parent).map_err(io(parent.clone()))?;
+    let lock_path = parent.join(format!(".{name}.brigade-lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(lock_path.clone()))?;
+    file.lock().map_err(io(lock_path))?;
+    Ok(file)
+}
+
 /// Makes sure the dataset exists and returns its root.
 pub fn ensure_dataset(cfg: &Config) -> Result<PathBuf, PipelineError> {
     let root = cfg.data.path.clone();
@@ -277,6 +302,10 @@ pub fn memory_side(size: u32) -> u32 {
 /// store through the loader, or memory). The valid split is the hold-out
 /// (`data.valid_pct`) or, without one, the test split.
 pub fn prepare(cfg: &Config, device: Device, verbose: bool) -> Result<Prepared, PipelineError> {
+    // Data-parallel ranks (and concurrent runs) share the dataset folder and
+    // the store cache: the first to take the lock generates / fetches / packs,
+    // the others wait for it and then find everything ready.
+    let _lock = lock_dataset(cfg)?;
     let root = ensure_dataset(cfg)?;
     let (index, _report) = index_dataset(cfg, &root, verbose)?;
     let max_size = cfg.stage.iter().map(|s| s.size).max().unwrap_or(64);

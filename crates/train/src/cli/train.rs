@@ -83,6 +83,14 @@ fn set_run_dir(cfg: &mut Config, run_dir: &Path) {
         .unwrap_or_else(|| "run".into());
 }
 
+/// This process's rank under a launcher (`RANK`, as torchrun sets it); 0 alone.
+fn launcher_rank() -> usize {
+    std::env::var("RANK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// What a finished `train` produced.
 #[derive(Debug)]
 pub struct TrainSummary {
@@ -95,11 +103,13 @@ pub struct TrainSummary {
 /// Trains a recipe end to end (dataset, index, load, fit, test evaluation).
 pub fn train(cfg: Config, resume: bool, show: bool) -> anyhow::Result<TrainSummary> {
     let device = resolve_device(cfg.run.device)?;
-    let prepared = pipeline::prepare(&cfg, device, show)?;
+    // Under a launcher only rank 0 prints and writes files.
+    let rank0 = launcher_rank() == 0;
+    let prepared = pipeline::prepare(&cfg, device, show && rank0)?;
     let run_dir = cfg.run_dir();
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating run folder {}", run_dir.display()))?;
-    if !resume {
+    if !resume && rank0 {
         // The saved recipe is what a resume continues: a stop point is a property of
         // this invocation, not of the recipe.
         let mut saved = cfg.clone();
@@ -153,6 +163,7 @@ pub fn train(cfg: Config, resume: bool, show: bool) -> anyhow::Result<TrainSumma
             );
             None
         }
+        Outcome::Finished { .. } if !rank0 => None,
         Outcome::Finished { .. } => {
             let best = checkpoint::find_model_dir(&run_dir)?;
             let (_vs, net, meta) = crate::model::from_checkpoint(&best, device)?;
