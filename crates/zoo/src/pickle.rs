@@ -368,7 +368,7 @@ pub fn parse(data: &[u8]) -> Res<Value> {
         let Value::Dict(d) = target else {
             return malformed(format!("SETITEMS on a {}", kind_name(target)));
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return malformed("SETITEMS with an odd number of items");
         }
         let mut it = items.into_iter();
