@@ -83,7 +83,7 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
                         continue;
                     }
                     self.counts[g][i] += 1;
-                    if self.counts[g][i] % self.k == 0 {
+                    if self.counts[g][i].is_multiple_of(self.k) {
                         let slow = &mut self.slow[g][i];
                         let _ = slow.f_lerp_(&p.tensor, self.alpha)?;
                         p.tensor.shallow_clone().f_copy_(slow)?;

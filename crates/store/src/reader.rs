@@ -158,7 +158,7 @@ impl Store {
             return Err(corrupt(format!("unknown side {}", header.side)));
         }
         let rec_size = std::mem::size_of::<Record>() as u64;
-        let table_ok = header.table_offset % TABLE_ALIGN == 0
+        let table_ok = header.table_offset.is_multiple_of(TABLE_ALIGN)
             && header.table_offset >= PAGE
             && header.count.checked_mul(rec_size) == Some(header.table_len)
             && header

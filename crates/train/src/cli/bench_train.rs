@@ -1,14 +1,19 @@
 //! `brigade bench-train --arch resnet18|resnet50 --size 128`: training steps/s
-//! of the brigade loop's step (forward, loss, backward, AdamW step) on random
-//! data, and the same model, batch and optimizer in a plain PyTorch eager loop
-//! (the venv python, `scripts/bench_train_torch.py`) measured in the same run,
-//! interleaved, with the overhead ratio.
+//! of the brigade step (forward, loss, backward, AdamW step) fed by the real
+//! input path (a generated dataset packed into a store, RandomResizedCrop +
+//! flip in the prefetching loader's worker threads, normalised tensors), and
+//! the same model, batch and optimizer in a plain PyTorch eager loop on a
+//! fixed random batch (the venv python, `scripts/bench_train_torch.py`)
+//! measured in the same run, interleaved, with the overhead ratio: what the
+//! trainer adds, loader included. `--no-loader` feeds brigade a fixed random
+//! batch too.
 
 use anyhow::{bail, Context};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{HeadChoice, OptimizerChoice, StageConfig};
+use crate::data::DataSource;
 
 /// The PyTorch peer script.
 pub const TORCH_PEER: &str = include_str!("../../scripts/bench_train_torch.py");
@@ -39,6 +44,45 @@ pub struct Args {
     /// Skip the PyTorch peer
     #[arg(long)]
     pub no_peer: bool,
+    /// Feed brigade a fixed random batch instead of the loader
+    #[arg(long)]
+    pub no_loader: bool,
+    /// Loader worker threads
+    #[arg(long, default_value = "2")]
+    pub workers: usize,
+}
+
+/// A generated dataset packed into a store in `dir`, read through the loader
+/// with the train pipeline (what `brigade train` reads).
+fn loader_data(args: &Args, dir: &std::path::Path) -> anyhow::Result<Box<dyn DataSource>> {
+    let root = dir.join("data");
+    let per_class = (args.batch as usize * (args.steps + 2)).div_ceil(10) + 1;
+    let sc = brigade_synth::SynthConfig {
+        max_side: (args.size as u32 * 5 / 4).max(32),
+        min_side: 0,
+        ..brigade_synth::SynthConfig::new(10, per_class as u32, 1, 7)
+    };
+    brigade_synth::generate(&sc, &root).context("generating the bench dataset")?;
+    let (index, _) = brigade_index::Index::build(&root, &brigade_index::IndexOptions::default())
+        .context("indexing the bench dataset")?;
+    let mut cfg = crate::config::Config::default();
+    cfg.data.pack.max_side = sc.max_side;
+    cfg.data.pack.cache_dir = Some(dir.join("cache"));
+    let store = crate::loaded::ensure_store(&cfg, &index, &root, false)?;
+    let pipeline = crate::loaded::train_pipeline(crate::config::AugmentChoice::RrcFlip, 8.0 / 7.0)?;
+    let data = crate::loaded::LoaderData::new(
+        std::sync::Arc::new(store),
+        brigade_index::Split::Train,
+        pipeline,
+        true,
+        0,
+        args.workers.max(1),
+        Device::Cpu,
+    )?;
+    if data.num_batches(args.batch as usize) < args.steps + 2 {
+        bail!("bench dataset too small for {} steps", args.steps + 2);
+    }
+    Ok(Box::new(data))
 }
 
 /// Median of a sample.
@@ -48,8 +92,14 @@ pub fn median(v: &[f64]) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Times `steps` brigade training steps after 2 warm-up steps; returns per-step ms.
-pub fn time_ours(args: &Args) -> anyhow::Result<Vec<f64>> {
+/// Times `steps` brigade training steps after 2 warm-up steps, taking each
+/// batch from epoch `round` of `data` (or a fixed random batch when `None`);
+/// returns per-step ms (the wait for the batch included).
+pub fn time_ours(
+    args: &Args,
+    data: Option<&mut Box<dyn DataSource>>,
+    round: u32,
+) -> anyhow::Result<Vec<f64>> {
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
     }
@@ -71,12 +121,23 @@ pub fn time_ours(args: &Args) -> anyhow::Result<Vec<f64>> {
         [args.batch],
         (Kind::Int64, Device::Cpu),
     );
+    let mut batches = match data {
+        Some(d) => Some(d.epoch(round, args.size as u32, args.batch as usize, 0)?),
+        None => None,
+    };
     let mut times = Vec::new();
     for i in 0..args.steps + 2 {
         let t = Instant::now();
+        let (xs, ys) = match batches.as_mut() {
+            Some(it) => {
+                let b = it.next().context("the loader ran out of batches")??;
+                (b.images, b.labels)
+            }
+            None => (x.shallow_clone(), y.shallow_clone()),
+        };
         opt.zero_grad();
-        let logits = net.forward_t(&x, true);
-        let loss = brigade_optim::loss::label_smoothing_ce(&logits, &y, 0.0)?;
+        let logits = net.forward_t(&xs, true);
+        let loss = brigade_optim::loss::label_smoothing_ce(&logits, &ys, 0.0)?;
         loss.f_backward()?;
         opt.step()?;
         let _ = loss.f_double_value(&[])?;
@@ -131,12 +192,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let script = dir.join("bench_train_torch.py");
     std::fs::write(&script, TORCH_PEER)?;
     println!(
-        "bench-train: {} at {}px, batch {}, AdamW, {} steps x {} rounds, CPU",
-        args.arch, args.size, args.batch, args.steps, args.rounds
+        "bench-train: {} at {}px, batch {}, AdamW, {} steps x {} rounds, CPU; brigade fed by {}",
+        args.arch,
+        args.size,
+        args.batch,
+        args.steps,
+        args.rounds,
+        if args.no_loader {
+            "a fixed random batch".to_string()
+        } else {
+            format!("the store + loader ({} workers)", args.workers)
+        }
     );
+    let mut data = if args.no_loader {
+        None
+    } else {
+        Some(loader_data(&args, &dir)?)
+    };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for r in 0..args.rounds {
-        let o = time_ours(&args)?;
+        let o = time_ours(&args, data.as_mut(), r as u32)?;
         println!("round {r}: brigade median {:.1} ms/step", median(&o));
         ours.extend(o);
         if !args.no_peer {
@@ -145,6 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             theirs.extend(t);
         }
     }
+    drop(data);
     let _ = std::fs::remove_dir_all(&dir);
     let mo = median(&ours);
     println!("brigade: {:.3} steps/s (median {mo:.1} ms/step)", 1e3 / mo);
