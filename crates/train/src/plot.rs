@@ -284,17 +284,22 @@ pub struct Tile<'a> {
 /// Draws tiles in a grid of `cols` columns (caption under each when a font exists).
 pub fn plot_grid(tiles: &[Tile<'_>], cols: usize, path: &Path) -> Result<(), PlotError> {
     let text = font_available();
-    let cols = cols.max(1);
+    let cols = cols.min(tiles.len()).max(1);
     let rows = tiles.len().div_ceil(cols).max(1);
     let tw = tiles.iter().map(|t| t.width).max().unwrap_or(64);
     let th = tiles.iter().map(|t| t.height).max().unwrap_or(64);
-    let cap = if text { 18 } else { 0 };
-    let (w, h) = (cols as u32 * (tw + 6), rows as u32 * (th + 6 + cap));
+    // Small tiles (low-resolution runs) are enlarged by an integer factor,
+    // and cells are wide enough for their two caption lines.
+    let scale = 128u32.div_ceil(tw.max(th).max(1)).clamp(1, 8);
+    let (sw, sh) = (tw * scale, th * scale);
+    let cell_w = sw.max(if text { 180 } else { 0 }) + 6;
+    let cap = if text { 30 } else { 0 };
+    let (w, h) = (cols as u32 * cell_w, rows as u32 * (sh + 6 + cap));
     let root = BitMapBackend::new(path, (w.max(8), h.max(8))).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err(path))?;
     for (i, t) in tiles.iter().enumerate() {
-        let ox = (i % cols) as i32 * (tw + 6) as i32 + 3;
-        let oy = (i / cols) as i32 * (th + 6 + cap) as i32 + 3;
+        let ox = (i % cols) as i32 * cell_w as i32 + 3;
+        let oy = (i / cols) as i32 * (sh + 6 + cap) as i32 + 3;
         if t.rgb.len() < (t.width * t.height * 3) as usize {
             return Err(PlotError::Draw {
                 path: path.to_path_buf(),
@@ -306,9 +311,9 @@ pub fn plot_grid(tiles: &[Tile<'_>], cols: usize, path: &Path) -> Result<(), Plo
                 ),
             });
         }
-        for y in 0..t.height {
-            for x in 0..t.width {
-                let o = ((y * t.width + x) * 3) as usize;
+        for y in 0..t.height * scale {
+            for x in 0..t.width * scale {
+                let o = (((y / scale) * t.width + x / scale) * 3) as usize;
                 root.draw_pixel(
                     (ox + x as i32, oy + y as i32),
                     &RGBColor(t.rgb[o], t.rgb[o + 1], t.rgb[o + 2]),
@@ -317,14 +322,21 @@ pub fn plot_grid(tiles: &[Tile<'_>], cols: usize, path: &Path) -> Result<(), Plo
             }
         }
         if text {
-            let mut c = t.caption.clone();
-            c.truncate(40);
-            root.draw(&Text::new(
-                c,
-                (ox, oy + th as i32 + 2),
-                ("sans-serif", 12).into_font().color(&RED),
-            ))
-            .map_err(draw_err(path))?;
+            // "truth → predicted (p%)" on two lines, cut by characters (not
+            // bytes: labels may be any UTF-8).
+            let (first, second) = match t.caption.split_once(" → ") {
+                Some((a, b)) => (a.to_string(), format!("→ {b}")),
+                None => (t.caption.clone(), String::new()),
+            };
+            for (k, line) in [first, second].into_iter().enumerate() {
+                let line: String = line.chars().take(30).collect();
+                root.draw(&Text::new(
+                    line,
+                    (ox, oy + sh as i32 + 2 + 14 * k as i32),
+                    ("sans-serif", 12).into_font().color(&RED),
+                ))
+                .map_err(draw_err(path))?;
+            }
         }
     }
     root.present().map_err(draw_err(path))?;
@@ -386,12 +398,16 @@ mod tests {
                 width: 8,
                 height: 8,
                 rgb: &img,
-                caption: format!("t{i}"),
+                caption: format!("crème brûlée {i} → 焼き鳥 très long nom de plat ({i}0%)"),
             })
             .collect();
         let gp = d.path().join("grid.png");
+        // multi-byte labels longer than the caption width must not panic
         plot_grid(&tiles, 2, &gp).unwrap();
         assert!(is_png(&gp));
+        // 8 px tiles are enlarged (x8 is the cap): 2 columns of at least 64 px
+        let decoded = image::open(&gp).unwrap();
+        assert!(decoded.width() >= 2 * 64 && decoded.height() >= 2 * 64);
     }
 
     #[test]
