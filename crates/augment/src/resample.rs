@@ -256,10 +256,22 @@ fn horizontal(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("ssse3")
-            && c.pairs.len() == out_w * c.npairs
-            && tmp.len() >= out_h * tw * 3 + tmp_slack(c.npairs)
-        {
+        let sized =
+            c.pairs.len() == out_w * c.npairs && tmp.len() >= out_h * tw * 3 + tmp_slack(c.npairs);
+        if sized && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above), and the
+            // lengths of `pairs` and `tmp` are what the SIMD pass reads.
+            unsafe {
+                match c.npairs {
+                    1 => horizontal_avx2::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    2 => horizontal_avx2::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    3 => horizontal_avx2::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                    _ => horizontal_avx2::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+                }
+            }
+            return;
+        }
+        if sized && std::arch::is_x86_feature_detected!("ssse3") {
             // SAFETY: the CPU supports SSSE3 (checked just above), and the
             // lengths of `pairs` and `tmp` are what the SIMD pass reads.
             unsafe {
@@ -325,6 +337,82 @@ unsafe fn horizontal_ssse3<const NP: usize>(
             let ox = if flip { out_w - 1 - x } else { x };
             drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
                 .copy_from_slice(&rgb[..3]);
+        }
+    }
+}
+
+/// [`horizontal_ssse3`] two output pixels at a time: pixel `x` in the low
+/// 128-bit lane, `x + 1` in the high one, one 256-bit multiply-add per tap
+/// pair for both. Same integer arithmetic, same bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn horizontal_avx2<const NP: usize>(
+    tmp: &[u8],
+    tw: usize,
+    x_lo: usize,
+    out_w: usize,
+    out_h: usize,
+    c: &Coeffs,
+    flip: bool,
+    dst: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    let np = if NP == 0 { c.npairs } else { NP };
+    let half = _mm256_set1_epi32(1 << (PREC - 1));
+    let half1 = _mm_set1_epi32(1 << (PREC - 1));
+    let z = -128i8; // pshufb: zero this byte
+    let mask1 = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
+    let mask = _mm256_broadcastsi128_si256(mask1);
+    let pairs = c.pairs.as_ptr();
+    let start = c.start.as_ptr();
+    let put = |drow: &mut [u8], x: usize, rgb: u32| {
+        let ox = if flip { out_w - 1 - x } else { x };
+        drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
+            .copy_from_slice(&rgb.to_le_bytes()[..3]);
+    };
+    for y in 0..out_h {
+        let row = tmp.as_ptr().add(y * tw * 3);
+        let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
+        let mut x = 0;
+        while x + 2 <= out_w {
+            // SAFETY: as in horizontal_ssse3, for outputs x and x + 1.
+            let pa = row.add((*start.add(x) - x_lo) * 3);
+            let pb = row.add((*start.add(x + 1) - x_lo) * 3);
+            let wa = pairs.add(x * np);
+            let wb = pairs.add((x + 1) * np);
+            let mut acc = half;
+            for j in 0..np {
+                let lo = _mm_loadl_epi64(pa.add(j * 6) as *const __m128i);
+                let hi = _mm_loadl_epi64(pb.add(j * 6) as *const __m128i);
+                let px = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+                let px = _mm256_shuffle_epi8(px, mask);
+                let wv = _mm256_set_m128i(_mm_set1_epi32(*wb.add(j)), _mm_set1_epi32(*wa.add(j)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(px, wv));
+            }
+            let v = _mm256_srai_epi32(acc, PREC as i32);
+            // Per lane: signed saturation to i16, then unsigned to u8.
+            let v = _mm256_packs_epi32(v, v);
+            let v = _mm256_packus_epi16(v, v);
+            let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(v)) as u32;
+            let b = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(v)) as u32;
+            put(drow, x, a);
+            put(drow, x + 1, b);
+            x += 2;
+        }
+        if x < out_w {
+            let p0 = row.add((*start.add(x) - x_lo) * 3);
+            let wx = pairs.add(x * np);
+            let mut acc = half1;
+            for j in 0..np {
+                let px = _mm_loadl_epi64(p0.add(j * 6) as *const __m128i);
+                let px = _mm_shuffle_epi8(px, mask1);
+                let wv = _mm_set1_epi32(*wx.add(j));
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wv));
+            }
+            let v = _mm_srai_epi32(acc, PREC as i32);
+            let v = _mm_packus_epi16(_mm_packs_epi32(v, v), _mm_packs_epi32(v, v));
+            put(drow, x, _mm_cvtsi128_si32(v) as u32);
         }
     }
 }
@@ -413,6 +501,13 @@ mod tests {
                 horizontal_scalar(&tmp, tw, 0, out_w, out_h, &c, flip, &mut a);
                 horizontal(&tmp, tw, 0, out_w, out_h, &c, flip, &mut b);
                 assert_eq!(a, b, "out_w {out_w} flip {flip}");
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    let mut s = vec![2u8; out_w * out_h * 3];
+                    // SAFETY: SSSE3 checked; pairs and slack sized above.
+                    unsafe { horizontal_ssse3::<0>(&tmp, tw, 0, out_w, out_h, &c, flip, &mut s) };
+                    assert_eq!(a, s, "ssse3: out_w {out_w} flip {flip}");
+                }
             }
         }
     }
