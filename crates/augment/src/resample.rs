@@ -53,6 +53,9 @@ pub(crate) struct Coeffs {
     /// Weights as packed i16 pairs `(w[2j], w[2j + 1])`, `npairs` per output,
     /// zero past `len` (for the SIMD pass: a fixed trip count per call).
     pairs: Vec<i32>,
+    /// `pairs` with each entry repeated 4 times (one 128-bit lane's worth),
+    /// so the AVX2 pass loads two outputs' weights with one instruction pair.
+    pairs4: Vec<[i32; 4]>,
     npairs: usize,
 }
 
@@ -63,6 +66,7 @@ impl Coeffs {
             + self.weights.capacity() * 2
             + self.tmp.capacity() * 8
             + self.pairs.capacity() * 4
+            + self.pairs4.capacity() * 16
     }
 
     /// Fills `pairs` / `npairs` from the weights.
@@ -78,6 +82,8 @@ impl Coeffs {
                 self.pairs.push((w0 | (w1 << 16)) as i32);
             }
         }
+        self.pairs4.clear();
+        self.pairs4.extend(self.pairs.iter().map(|&p| [p; 4]));
     }
 
     /// Pillow's `precompute_coeffs` for the triangle filter: output `i` is
@@ -364,7 +370,7 @@ unsafe fn horizontal_avx2<const NP: usize>(
     let z = -128i8; // pshufb: zero this byte
     let mask1 = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
     let mask = _mm256_broadcastsi128_si256(mask1);
-    let pairs = c.pairs.as_ptr();
+    let pairs = c.pairs4.as_ptr() as *const __m128i;
     let start = c.start.as_ptr();
     let put = |drow: &mut [u8], x: usize, rgb: u32| {
         let ox = if flip { out_w - 1 - x } else { x };
@@ -387,7 +393,7 @@ unsafe fn horizontal_avx2<const NP: usize>(
                 let hi = _mm_loadl_epi64(pb.add(j * 6) as *const __m128i);
                 let px = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
                 let px = _mm256_shuffle_epi8(px, mask);
-                let wv = _mm256_set_m128i(_mm_set1_epi32(*wb.add(j)), _mm_set1_epi32(*wa.add(j)));
+                let wv = _mm256_loadu2_m128i(wb.add(j), wa.add(j));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(px, wv));
             }
             let v = _mm256_srai_epi32(acc, PREC as i32);
@@ -407,7 +413,7 @@ unsafe fn horizontal_avx2<const NP: usize>(
             for j in 0..np {
                 let px = _mm_loadl_epi64(p0.add(j * 6) as *const __m128i);
                 let px = _mm_shuffle_epi8(px, mask1);
-                let wv = _mm_set1_epi32(*wx.add(j));
+                let wv = _mm_loadu_si128(wx.add(j));
                 acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wv));
             }
             let v = _mm_srai_epi32(acc, PREC as i32);
