@@ -515,7 +515,10 @@ fn walk_files(
     Ok(())
 }
 
-const FOLDER_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+/// Image files an ImageFolder-style tree indexes (torchvision's
+/// `IMG_EXTENSIONS` that the decoder reads, plus GIF as fastai takes it;
+/// matched case-insensitively). Anything else is reported, not indexed.
+const FOLDER_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
 
 fn list_image_folder(root: &Path) -> Result<Listing, IndexError> {
     let top = read_dir_sorted(root)?;

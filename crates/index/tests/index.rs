@@ -100,13 +100,17 @@ fn image_folder_flat_and_split_dirs() {
     write_img(&flat.join("cat/1.jpg"), 10, 8);
     write_img(&flat.join("cat/sub/2.png"), 9, 9);
     write_img(&flat.join("dog/3.jpeg"), 20, 4);
+    // torchvision's other decodable extensions, any case
+    write_img(&flat.join("dog/4.BMP"), 6, 5);
+    write_img(&flat.join("dog/5.tiff"), 7, 5);
+    write_img(&flat.join("dog/6.tif"), 8, 5);
     fs::write(flat.join("dog/notes.txt"), "hi").unwrap();
     fs::write(flat.join("README"), "top-level file").unwrap();
     fs::write(flat.join(".complete"), "").unwrap();
     let (index, report) = build(&flat, &IndexOptions::default());
     assert_eq!(report.layout, Layout::ImageFolder);
     assert_eq!(index.classes, ["cat", "dog"]);
-    assert_eq!(index.class_counts(Split::Train), [2, 1]);
+    assert_eq!(index.class_counts(Split::Train), [2, 4]);
     assert_eq!(report.hidden_skipped, 1);
     let kinds: Vec<(String, &str)> = report
         .problems
