@@ -230,9 +230,20 @@ fn vertical_impl(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n
         acc.fill(half);
         let start = c.start[y];
         let w = &c.weights[y * c.ksize..y * c.ksize + c.len[y]];
-        for (k, &wk) in w.iter().enumerate() {
+        // Two taps per pass over the accumulators: half the memory traffic,
+        // and the i16 x i16 pair sums vectorise to `pmaddwd`.
+        let mut k = 0;
+        while k + 1 < w.len() {
+            let (r0, r1) = (src.row(start + k), src.row(start + k + 1));
+            let (w0, w1) = (i32::from(w[k]), i32::from(w[k + 1]));
+            for ((a, &p0), &p1) in acc.iter_mut().zip(r0).zip(r1) {
+                *a += i32::from(i16::from(p0)) * w0 + i32::from(i16::from(p1)) * w1;
+            }
+            k += 2;
+        }
+        if k < w.len() {
             let row = src.row(start + k);
-            let wk = i32::from(wk);
+            let wk = i32::from(w[k]);
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += i32::from(p) * wk;
             }
