@@ -51,11 +51,9 @@ pub(crate) struct Coeffs {
     tmp: Vec<f64>,
     ksize: usize,
     /// Weights as packed i16 pairs `(w[2j], w[2j + 1])`, `npairs` per output,
-    /// zero past `len` (for the SIMD pass: a fixed trip count per call).
-    pairs: Vec<i32>,
-    /// `pairs` with each entry repeated 4 times (one 128-bit lane's worth),
-    /// so the AVX2 pass loads two outputs' weights with one instruction pair.
-    pairs4: Vec<[i32; 4]>,
+    /// zero past `len` (for the SIMD pass: a fixed trip count per call), each
+    /// repeated over a 128-bit lane so one load yields a multiply-add operand.
+    pairs: Vec<[i32; 4]>,
     npairs: usize,
 }
 
@@ -65,8 +63,7 @@ impl Coeffs {
             + self.len.capacity() * 8
             + self.weights.capacity() * 2
             + self.tmp.capacity() * 8
-            + self.pairs.capacity() * 4
-            + self.pairs4.capacity() * 16
+            + self.pairs.capacity() * 16
     }
 
     /// Fills `pairs` / `npairs` from the weights.
@@ -79,11 +76,9 @@ impl Coeffs {
             for j in 0..self.npairs {
                 let w0 = w.get(2 * j).copied().unwrap_or(0) as u16 as u32;
                 let w1 = w.get(2 * j + 1).copied().unwrap_or(0) as u16 as u32;
-                self.pairs.push((w0 | (w1 << 16)) as i32);
+                self.pairs.push([(w0 | (w1 << 16)) as i32; 4]);
             }
         }
-        self.pairs4.clear();
-        self.pairs4.extend(self.pairs.iter().map(|&p| [p; 4]));
     }
 
     /// Pillow's `precompute_coeffs` for the triangle filter: output `i` is
@@ -254,10 +249,24 @@ fn vertical_impl(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n
     }
 }
 
-/// Bytes past the last intermediate row that [`horizontal_ssse3`] may read:
-/// `npairs` pairs from the last tap start, 8 bytes per pair load.
+/// Bytes past the last intermediate row that the SIMD horizontal passes may
+/// read: `npairs` pairs from the last tap start, 8 bytes per pair load.
 fn tmp_slack(npairs: usize) -> usize {
     npairs * 6 + 8
+}
+
+/// Calls `$pass::<NP>` with the tap-pair count as a compile-time constant
+/// for the common counts (0: read `c.npairs` at run time).
+macro_rules! by_pair_count {
+    ($pass:ident, $np:expr, $args:expr) => {{
+        let (tmp, tw, x_lo, out_w, out_h, c, flip, dst) = $args;
+        match $np {
+            1 => $pass::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+            2 => $pass::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+            3 => $pass::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+            _ => $pass::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+        }
+    }};
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -278,38 +287,65 @@ fn horizontal(
         if sized && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above), and the
             // lengths of `pairs` and `tmp` are what the SIMD pass reads.
-            unsafe {
-                match c.npairs {
-                    1 => horizontal_avx2::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    2 => horizontal_avx2::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    3 => horizontal_avx2::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    _ => horizontal_avx2::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                }
-            }
+            let args = (tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+            unsafe { by_pair_count!(horizontal_avx2, c.npairs, args) };
             return;
         }
         if sized && std::arch::is_x86_feature_detected!("ssse3") {
-            // SAFETY: the CPU supports SSSE3 (checked just above), and the
-            // lengths of `pairs` and `tmp` are what the SIMD pass reads.
-            unsafe {
-                match c.npairs {
-                    1 => horizontal_ssse3::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    2 => horizontal_ssse3::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    3 => horizontal_ssse3::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                    _ => horizontal_ssse3::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-                }
-            }
+            // SAFETY: as above, for SSSE3.
+            let args = (tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+            unsafe { by_pair_count!(horizontal_ssse3, c.npairs, args) };
             return;
         }
     }
     horizontal_scalar(tmp, tw, x_lo, out_w, out_h, c, flip, dst);
 }
 
-/// The horizontal pass two taps at a time: the two source pixels of a tap
+/// Writes the low 3 bytes of `rgb` as output pixel `x` of `drow` (mirrored
+/// when `flip`).
+///
+/// # Safety
+/// `x < out_w` and `drow` holds `out_w` pixels.
+#[inline(always)]
+unsafe fn put_pixel(drow: &mut [u8], out_w: usize, flip: bool, x: usize, rgb: u32) {
+    let ox = if flip { out_w - 1 - x } else { x };
+    drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
+        .copy_from_slice(&rgb.to_le_bytes()[..3]);
+}
+
+/// One output pixel, two taps at a time: the two source pixels of a tap
 /// pair are shuffled to `[r0 r1 g0 g1 b0 b1 0 0]` (i16) and multiplied-added
-/// with `[w0 w1]` per channel. Integer arithmetic identical to
-/// [`horizontal_scalar`], so both give the same bytes. `NP` is the number of
-/// tap pairs known at compile time (0: read `c.npairs`).
+/// with `[w0 w1]` per channel; returns the RGB bytes in the low 3 bytes.
+///
+/// # Safety
+/// SSSE3; `px` is the output's first tap in the intermediate rows, with
+/// `np` pair loads of 8 bytes readable from it; `w` points at its `np`
+/// weight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+#[inline]
+unsafe fn pixel_ssse3(px: *const u8, w: *const [i32; 4], np: usize) -> u32 {
+    use std::arch::x86_64::*;
+    let z = -128i8; // pshufb: zero this byte
+    let mask = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
+    let mut acc = _mm_set1_epi32(1 << (PREC - 1));
+    for j in 0..np {
+        // SAFETY: tap pair j starts inside the window's rows; reads past the
+        // row land in the next row or the slack and meet zero weights.
+        let p = _mm_shuffle_epi8(_mm_loadl_epi64(px.add(j * 6) as *const __m128i), mask);
+        let wv = _mm_loadu_si128(w.add(j) as *const __m128i);
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(p, wv));
+    }
+    let v = _mm_srai_epi32(acc, PREC as i32);
+    // Signed saturation to i16, then unsigned to u8: clamp(0, 255).
+    let v = _mm_packs_epi32(v, v);
+    _mm_cvtsi128_si32(_mm_packus_epi16(v, v)) as u32
+}
+
+/// The horizontal pass one output pixel at a time ([`pixel_ssse3`]).
+/// Integer arithmetic identical to [`horizontal_scalar`], so both give the
+/// same bytes. `NP` is the number of tap pairs known at compile time (0:
+/// read `c.npairs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 #[allow(clippy::too_many_arguments)]
@@ -323,44 +359,22 @@ unsafe fn horizontal_ssse3<const NP: usize>(
     flip: bool,
     dst: &mut [u8],
 ) {
-    use std::arch::x86_64::*;
     let np = if NP == 0 { c.npairs } else { NP };
-    let half = _mm_set1_epi32(1 << (PREC - 1));
-    let z = -128i8; // pshufb: zero this byte
-    let mask = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
-    let pairs = c.pairs.as_ptr();
     for y in 0..out_h {
         let row = tmp.as_ptr().add(y * tw * 3);
         let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
         for x in 0..out_w {
-            let s = *c.start.get_unchecked(x) - x_lo;
-            let px0 = row.add(s * 3);
-            let wx = pairs.add(x * np);
-            let mut acc = half;
-            for j in 0..np {
-                // SAFETY: tap pair j starts inside the window's rows; reads
-                // past the row land in the next row or the slack and meet
-                // zero weights.
-                let px = _mm_loadl_epi64(px0.add(j * 6) as *const __m128i);
-                let px = _mm_shuffle_epi8(px, mask);
-                let wv = _mm_set1_epi32(*wx.add(j));
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wv));
-            }
-            let v = _mm_srai_epi32(acc, PREC as i32);
-            // Signed saturation to i16, then unsigned to u8: clamp(0, 255).
-            let v = _mm_packs_epi32(v, v);
-            let v = _mm_packus_epi16(v, v);
-            let rgb = (_mm_cvtsi128_si32(v) as u32).to_le_bytes();
-            let ox = if flip { out_w - 1 - x } else { x };
-            drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
-                .copy_from_slice(&rgb[..3]);
+            let px = row.add((*c.start.get_unchecked(x) - x_lo) * 3);
+            let rgb = pixel_ssse3(px, c.pairs.as_ptr().add(x * np), np);
+            put_pixel(drow, out_w, flip, x, rgb);
         }
     }
 }
 
 /// [`horizontal_ssse3`] two output pixels at a time: pixel `x` in the low
 /// 128-bit lane, `x + 1` in the high one, one 256-bit multiply-add per tap
-/// pair for both. Same integer arithmetic, same bytes.
+/// pair for both (an odd last pixel goes through [`pixel_ssse3`]). Same
+/// integer arithmetic, same bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
@@ -377,27 +391,22 @@ unsafe fn horizontal_avx2<const NP: usize>(
     use std::arch::x86_64::*;
     let np = if NP == 0 { c.npairs } else { NP };
     let half = _mm256_set1_epi32(1 << (PREC - 1));
-    let half1 = _mm_set1_epi32(1 << (PREC - 1));
     let z = -128i8; // pshufb: zero this byte
-    let mask1 = _mm_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
-    let mask = _mm256_broadcastsi128_si256(mask1);
-    let pairs = c.pairs4.as_ptr() as *const __m128i;
+    let mask = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z,
+    ));
+    let pairs = c.pairs.as_ptr();
     let start = c.start.as_ptr();
-    let put = |drow: &mut [u8], x: usize, rgb: u32| {
-        let ox = if flip { out_w - 1 - x } else { x };
-        drow.get_unchecked_mut(ox * 3..ox * 3 + 3)
-            .copy_from_slice(&rgb.to_le_bytes()[..3]);
-    };
     for y in 0..out_h {
         let row = tmp.as_ptr().add(y * tw * 3);
         let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
         let mut x = 0;
         while x + 2 <= out_w {
-            // SAFETY: as in horizontal_ssse3, for outputs x and x + 1.
+            // SAFETY: as in pixel_ssse3, for outputs x and x + 1.
             let pa = row.add((*start.add(x) - x_lo) * 3);
             let pb = row.add((*start.add(x + 1) - x_lo) * 3);
-            let wa = pairs.add(x * np);
-            let wb = pairs.add((x + 1) * np);
+            let wa = pairs.add(x * np) as *const __m128i;
+            let wb = pairs.add((x + 1) * np) as *const __m128i;
             let mut acc = half;
             for j in 0..np {
                 let lo = _mm_loadl_epi64(pa.add(j * 6) as *const __m128i);
@@ -413,23 +422,14 @@ unsafe fn horizontal_avx2<const NP: usize>(
             let v = _mm256_packus_epi16(v, v);
             let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(v)) as u32;
             let b = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(v)) as u32;
-            put(drow, x, a);
-            put(drow, x + 1, b);
+            put_pixel(drow, out_w, flip, x, a);
+            put_pixel(drow, out_w, flip, x + 1, b);
             x += 2;
         }
         if x < out_w {
-            let p0 = row.add((*start.add(x) - x_lo) * 3);
-            let wx = pairs.add(x * np);
-            let mut acc = half1;
-            for j in 0..np {
-                let px = _mm_loadl_epi64(p0.add(j * 6) as *const __m128i);
-                let px = _mm_shuffle_epi8(px, mask1);
-                let wv = _mm_loadu_si128(wx.add(j));
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(px, wv));
-            }
-            let v = _mm_srai_epi32(acc, PREC as i32);
-            let v = _mm_packus_epi16(_mm_packs_epi32(v, v), _mm_packs_epi32(v, v));
-            put(drow, x, _mm_cvtsi128_si32(v) as u32);
+            let px = row.add((*start.add(x) - x_lo) * 3);
+            let rgb = pixel_ssse3(px, pairs.add(x * np), np);
+            put_pixel(drow, out_w, flip, x, rgb);
         }
     }
 }
