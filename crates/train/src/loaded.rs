@@ -50,11 +50,12 @@ pub fn train_pipeline(choice: AugmentChoice, resize_ratio: f64) -> Result<Pipeli
     Pipeline::new(cfg).map_err(|e| DataError::Msg(e.to_string()))
 }
 
-/// The eval pipeline (resize the shorter side by `resize_ratio`, centre crop).
-pub fn eval_pipeline(resize_ratio: f64) -> Result<Pipeline, DataError> {
+/// The eval pipeline (resize the shorter side by `resize_ratio`, centre
+/// crop), with the views of `tta` for [`Pipeline::apply_tta`].
+pub fn eval_pipeline(resize_ratio: f64, tta: TtaMode) -> Result<Pipeline, DataError> {
     Pipeline::new(PipelineConfig::Eval(EvalConfig {
         resize_ratio,
-        ..EvalConfig::default()
+        tta: tta.variants(),
     }))
     .map_err(|e| DataError::Msg(e.to_string()))
 }
@@ -71,11 +72,7 @@ pub fn tta_views(
     threads: usize,
     device: Device,
 ) -> Result<Vec<LoaderData<TtaView, FileSource>>, DataError> {
-    let pipeline = Pipeline::new(PipelineConfig::Eval(EvalConfig {
-        resize_ratio,
-        tta: tta.variants(),
-    }))
-    .map_err(|e| DataError::Msg(e.to_string()))?;
+    let pipeline = eval_pipeline(resize_ratio, tta)?;
     let source = FileSource::new(index, Some(split));
     (0..pipeline.tta_variants().len())
         .map(|variant| {
@@ -417,7 +414,7 @@ mod tests {
         let mut valid = LoaderData::new(
             store,
             Split::Valid,
-            eval_pipeline(8.0 / 7.0).unwrap(),
+            eval_pipeline(8.0 / 7.0, TtaMode::None).unwrap(),
             false,
             5,
             2,

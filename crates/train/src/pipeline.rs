@@ -348,7 +348,7 @@ pub fn prepare(cfg: &Config, device: Device, verbose: bool) -> Result<Prepared, 
             let valid = LoaderData::new(
                 store,
                 valid_split,
-                crate::loaded::eval_pipeline(cfg.eval.resize_ratio).map_err(data)?,
+                crate::loaded::eval_pipeline(cfg.eval.resize_ratio, TtaMode::None).map_err(data)?,
                 false,
                 cfg.run.seed,
                 threads,

@@ -72,16 +72,10 @@ pub struct Prediction {
     pub prob: f64,
 }
 
-/// Class probabilities of a batch, averaged with the mirrored batch when
-/// `flip` (the in-memory path's flip TTA; store views flip in the augmenter).
-pub fn probabilities(net: &dyn Net, xs: &Tensor, flip: bool) -> Result<Tensor, tch::TchError> {
-    let p = net.forward_t(xs, false).f_softmax(-1, Kind::Float)?;
-    if !flip {
-        return Ok(p);
-    }
-    let flipped = xs.f_flip([3])?;
-    let pf = net.forward_t(&flipped, false).f_softmax(-1, Kind::Float)?;
-    p.f_add(&pf)?.f_div_scalar(2.0)
+/// Class probabilities of a batch (eval mode). TTA views, flips included,
+/// come from the augmenter, one [`DataSource`] per view.
+pub fn probabilities(net: &dyn Net, xs: &Tensor) -> Result<Tensor, tch::TchError> {
+    net.forward_t(xs, false).f_softmax(-1, Kind::Float)
 }
 
 /// A misclassified image for the mistakes grid (pixels of the first view).
@@ -103,9 +97,6 @@ pub struct EvalSpec<'a> {
     pub classes: &'a [String],
     pub size: u32,
     pub batch_size: usize,
-    /// Average each view with its mirror image on the tensor (for a single
-    /// in-memory view); store views carry their flips themselves.
-    pub flip_tensor: bool,
     /// Reported TTA mode name.
     pub tta_mode: &'a str,
     pub split: &'a str,
@@ -174,7 +165,7 @@ pub fn evaluate(
                 continue;
             };
             let b = b?;
-            let p = probabilities(net, &b.images, spec.flip_tensor)?;
+            let p = probabilities(net, &b.images)?;
             sum = Some(match sum {
                 None => p,
                 Some(s) => s.f_add(&p)?,
@@ -274,9 +265,9 @@ pub fn evaluate(
         split: spec.split.to_string(),
         n,
         size: spec.size,
-        tta: nviews > 1 || spec.flip_tensor,
+        tta: nviews > 1,
         tta_mode: spec.tta_mode.to_string(),
-        tta_views: nviews * if spec.flip_tensor { 2 } else { 1 },
+        tta_views: nviews,
         top1: t1 as f64 / nf,
         top5: t5 as f64 / nf,
         loss: loss_sum / nf,

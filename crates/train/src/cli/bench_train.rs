@@ -53,36 +53,31 @@ pub struct Args {
 }
 
 /// A generated dataset packed into a store in `dir`, read through the loader
-/// with the train pipeline (what `brigade train` reads).
+/// with the train pipeline: `brigade train`'s own data path
+/// ([`crate::pipeline::prepare`] on a synthetic-data recipe).
 fn loader_data(args: &Args, dir: &std::path::Path) -> anyhow::Result<Box<dyn DataSource>> {
-    let root = dir.join("data");
-    let per_class = (args.batch as usize * (args.steps + 2)).div_ceil(10) + 1;
-    let sc = brigade_synth::SynthConfig {
-        max_side: (args.size as u32 * 5 / 4).max(32),
-        min_side: 0,
-        ..brigade_synth::SynthConfig::new(10, per_class as u32, 1, 7)
-    };
-    brigade_synth::generate(&sc, &root).context("generating the bench dataset")?;
-    let (index, _) = brigade_index::Index::build(&root, &brigade_index::IndexOptions::default())
-        .context("indexing the bench dataset")?;
     let mut cfg = crate::config::Config::default();
-    cfg.data.pack.max_side = sc.max_side;
+    cfg.data.source = crate::config::DataSource::Synth;
+    cfg.data.path = dir.join("data");
+    cfg.data.valid_pct = 0.0;
+    cfg.data.workers = args.workers.max(1) as u32;
+    cfg.data.synth = crate::config::SynthSection {
+        classes: 10,
+        per_class: ((args.batch as usize * (args.steps + 2)).div_ceil(10) + 1) as u32,
+        test_per_class: 1,
+        max_side: (args.size as u32 * 5 / 4).max(32),
+        seed: 7,
+    };
+    cfg.data.pack.max_side = cfg.data.synth.max_side;
     cfg.data.pack.cache_dir = Some(dir.join("cache"));
-    let store = crate::loaded::ensure_store(&cfg, &index, &root, false)?;
-    let pipeline = crate::loaded::train_pipeline(crate::config::AugmentChoice::RrcFlip, 8.0 / 7.0)?;
-    let data = crate::loaded::LoaderData::new(
-        std::sync::Arc::new(store),
-        brigade_index::Split::Train,
-        pipeline,
-        true,
-        0,
-        args.workers.max(1),
-        Device::Cpu,
-    )?;
+    cfg.train.augment = crate::config::AugmentChoice::RrcFlip;
+    let prepared = crate::pipeline::prepare(&cfg, Device::Cpu, false)
+        .context("preparing the bench dataset")?;
+    let data = prepared.train;
     if data.num_batches(args.batch as usize) < args.steps + 2 {
         bail!("bench dataset too small for {} steps", args.steps + 2);
     }
-    Ok(Box::new(data))
+    Ok(data)
 }
 
 /// Median of a sample.

@@ -85,7 +85,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         classes: &meta.classes,
         size,
         batch_size: args.batch_size.max(1),
-        flip_tensor: false,
         tta_mode: tta.name(),
         split: &args.split,
     };

@@ -180,7 +180,6 @@ pub fn train(cfg: Config, resume: bool, show: bool) -> anyhow::Result<TrainSumma
                 classes: &meta.classes,
                 size,
                 batch_size: cfg.eval.batch_size as usize,
-                flip_tensor: false,
                 tta_mode: cfg.eval.tta.name(),
                 split: "test",
             };
