@@ -111,6 +111,15 @@ impl GradSync for Ddp {
     }
 }
 
+/// This process's rank under a launcher (`RANK`, as torchrun sets it); 0
+/// when run alone. Readable before the process group exists.
+pub fn launcher_rank() -> usize {
+    std::env::var("RANK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Whether this process runs under a launcher with more than one rank.
 pub fn distributed() -> bool {
     std::env::var("WORLD_SIZE")

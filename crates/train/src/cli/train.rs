@@ -83,14 +83,6 @@ fn set_run_dir(cfg: &mut Config, run_dir: &Path) {
         .unwrap_or_else(|| "run".into());
 }
 
-/// This process's rank under a launcher (`RANK`, as torchrun sets it); 0 alone.
-fn launcher_rank() -> usize {
-    std::env::var("RANK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// What a finished `train` produced.
 #[derive(Debug)]
 pub struct TrainSummary {
@@ -104,7 +96,7 @@ pub struct TrainSummary {
 pub fn train(cfg: Config, resume: bool, show: bool) -> anyhow::Result<TrainSummary> {
     let device = resolve_device(cfg.run.device)?;
     // Under a launcher only rank 0 prints and writes files.
-    let rank0 = launcher_rank() == 0;
+    let rank0 = crate::accel::launcher_rank() == 0;
     let prepared = pipeline::prepare(&cfg, device, show && rank0)?;
     let run_dir = cfg.run_dir();
     std::fs::create_dir_all(&run_dir)
