@@ -144,6 +144,14 @@ impl Coeffs {
     }
 }
 
+/// Relative cost of one tap of the vertical pass on one output pixel (three
+/// channel bytes, vectorised over whole rows) and of one tap pair of the
+/// horizontal pass on one output pixel (gathered pixel by pixel): a
+/// least-squares fit of both pass orders timed on eleven boxes (64 to 512
+/// px, up- and downscaling) on AVX2, 0.22 ns and 0.82 ns.
+const VERTICAL_TAP_COST: usize = 1;
+const HORIZONTAL_PAIR_COST: usize = 4;
+
 /// Reusable state of the resampler.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Resampler {
@@ -151,6 +159,8 @@ pub(crate) struct Resampler {
     vert: Coeffs,
     acc: Vec<i32>,
     tmp: Vec<u8>,
+    /// One padded source row for the horizontal-first pass (see there).
+    pad: Vec<u8>,
 }
 
 impl Resampler {
@@ -159,12 +169,21 @@ impl Resampler {
             + self.vert.capacity_bytes()
             + self.acc.capacity() * 4
             + self.tmp.capacity()
+            + self.pad.capacity()
     }
 
     /// Resamples the box `(bx, by, bw, bh)` (source pixel units, fractional
     /// allowed) of `src` to `out_w x out_h` into `dst` (HWC, tightly packed),
     /// mirrored left-right when `flip`. Filter taps are clipped to `src`'s
     /// bounds, exactly like resizing `src` as a whole image with a box.
+    ///
+    /// The two separable passes run in whichever order costs less for this
+    /// box: the horizontal pass gathers pixel by pixel and costs several
+    /// times the vertical one per tap, so it runs on the fewer rows — the
+    /// source rows the box reads when the box is shorter than the output
+    /// (upscaling, as in most RandomResizedCrops; this is also Pillow's and
+    /// ATen's order), the output rows otherwise. The order is a function of
+    /// the geometry only, so a sample comes out the same on every run.
     #[allow(clippy::too_many_arguments)]
     pub fn resize_box(
         &mut self,
@@ -182,12 +201,35 @@ impl Resampler {
         let [bx, by, bw, bh] = bbox;
         self.horiz.compute(src.width, bx, bw, out_w);
         self.vert.compute(src.height, by, bh, out_h);
-        let (x_lo, x_hi) = self.horiz.span();
-        let tw = x_hi - x_lo;
-        // Vertical pass first (vectorises over whole rows), only over the
-        // columns the horizontal pass reads.
-        let n = tw * 3;
         self.horiz.pack_pairs();
+        let (x_lo, x_hi) = self.horiz.span();
+        let (y_lo, y_hi) = self.vert.span();
+        let (tw, th) = (x_hi - x_lo, y_hi - y_lo);
+        let np = self.horiz.npairs;
+        let vtaps = self.vert.len.iter().copied().max().unwrap_or(0);
+        let vertical_first =
+            out_h * tw * vtaps * VERTICAL_TAP_COST + out_h * out_w * np * HORIZONTAL_PAIR_COST;
+        let horizontal_first =
+            th * out_w * np * HORIZONTAL_PAIR_COST + out_h * out_w * vtaps * VERTICAL_TAP_COST;
+        if horizontal_first < vertical_first {
+            self.horizontal_first(src, (x_lo, tw), (y_lo, th), out_w, flip, dst);
+        } else {
+            self.vertical_first(src, (x_lo, tw), out_w, out_h, flip, dst);
+        }
+    }
+
+    /// Vertical pass over the columns the horizontal pass reads, into `tmp`
+    /// (`out_h` rows of `tw` pixels), then the horizontal pass into `dst`.
+    fn vertical_first(
+        &mut self,
+        src: Plane<'_>,
+        (x_lo, tw): (usize, usize),
+        out_w: usize,
+        out_h: usize,
+        flip: bool,
+        dst: &mut [u8],
+    ) {
+        let n = tw * 3;
         self.tmp.clear();
         // Slack so the SIMD horizontal pass may read its fixed number of tap
         // pairs past the last pixel of the last row.
@@ -195,35 +237,118 @@ impl Resampler {
         self.acc.clear();
         self.acc.resize(n, 0);
         let cols = src.window(x_lo, 0, tw, src.height);
-        vertical(&cols, &self.vert, &mut self.acc, &mut self.tmp, n);
-        horizontal(&self.tmp, tw, x_lo, out_w, out_h, &self.horiz, flip, dst);
+        vertical(&cols, 0, &self.vert, &mut self.acc, &mut self.tmp, n);
+        let rows = HorizontalRows {
+            data: &self.tmp,
+            stride: n,
+            tw,
+            x_lo,
+            rows: out_h,
+        };
+        horizontal(rows, out_w, &self.horiz, flip, dst);
+    }
+
+    /// Horizontal pass straight from the source rows the vertical taps read
+    /// (`th` rows from `y_lo`) into `tmp` (`th` rows of `out_w` pixels), then
+    /// the vertical pass into `dst`.
+    fn horizontal_first(
+        &mut self,
+        src: Plane<'_>,
+        (x_lo, tw): (usize, usize),
+        (y_lo, th): (usize, usize),
+        out_w: usize,
+        flip: bool,
+        dst: &mut [u8],
+    ) {
+        let n = out_w * 3;
+        self.tmp.clear();
+        self.tmp.resize(th * n, 0);
+        let stride = src.stride * 3;
+        let base = (y_lo * src.stride + x_lo) * 3;
+        // The SIMD pass reads up to `slack` bytes past a row's window: into
+        // the next source row, except at the end of the source buffer, where
+        // the last rows go through a zero-padded copy instead.
+        let slack = tmp_slack(self.horiz.npairs);
+        let direct = match src.data.len().checked_sub(base + tw * 3 + slack) {
+            Some(room) => (room / stride.max(1) + 1).min(th),
+            None => 0,
+        };
+        let (head, tail) = self.tmp.split_at_mut(direct * n);
+        if direct > 0 {
+            let rows = HorizontalRows {
+                data: &src.data[base..],
+                stride,
+                tw,
+                x_lo,
+                rows: direct,
+            };
+            horizontal(rows, out_w, &self.horiz, flip, head);
+        }
+        for (r, out_row) in (direct..th).zip(tail.chunks_exact_mut(n)) {
+            let start = base + r * stride;
+            self.pad.clear();
+            self.pad.extend_from_slice(&src.data[start..start + tw * 3]);
+            self.pad.resize(tw * 3 + slack, 0);
+            let rows = HorizontalRows {
+                data: &self.pad,
+                stride: tw * 3,
+                tw,
+                x_lo,
+                rows: 1,
+            };
+            horizontal(rows, out_w, &self.horiz, flip, out_row);
+        }
+        self.acc.clear();
+        self.acc.resize(n, 0);
+        let plane = Plane {
+            data: &self.tmp,
+            width: out_w,
+            height: th,
+            stride: out_w,
+        };
+        vertical(&plane, y_lo, &self.vert, &mut self.acc, dst, n);
     }
 }
 
-fn vertical(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
+/// The vertical pass: output row `y` from source rows `c.start[y] - y_off ..`.
+fn vertical(src: &Plane<'_>, y_off: usize, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { vertical_avx2(src, c, acc, out, n) };
+            unsafe { vertical_avx2(src, y_off, c, acc, out, n) };
             return;
         }
     }
-    vertical_impl(src, c, acc, out, n);
+    vertical_impl(src, y_off, c, acc, out, n);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn vertical_avx2(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
-    vertical_impl(src, c, acc, out, n);
+unsafe fn vertical_avx2(
+    src: &Plane<'_>,
+    y_off: usize,
+    c: &Coeffs,
+    acc: &mut [i32],
+    out: &mut [u8],
+    n: usize,
+) {
+    vertical_impl(src, y_off, c, acc, out, n);
 }
 
 #[inline(always)]
-fn vertical_impl(src: &Plane<'_>, c: &Coeffs, acc: &mut [i32], out: &mut [u8], n: usize) {
+fn vertical_impl(
+    src: &Plane<'_>,
+    y_off: usize,
+    c: &Coeffs,
+    acc: &mut [i32],
+    out: &mut [u8],
+    n: usize,
+) {
     let half = 1i32 << (PREC - 1);
     for (y, out_row) in out.chunks_exact_mut(n).enumerate() {
         acc.fill(half);
-        let start = c.start[y];
+        let start = c.start[y] - y_off;
         let w = &c.weights[y * c.ksize..y * c.ksize + c.len[y]];
         // Two taps per pass over the accumulators: half the memory traffic,
         // and the i16 x i16 pair sums vectorise to `pmaddwd`.
@@ -255,50 +380,63 @@ fn tmp_slack(npairs: usize) -> usize {
     npairs * 6 + 8
 }
 
+/// The rows the horizontal pass reads: `rows` rows `stride` bytes apart,
+/// each starting with the `tw` source pixels from column `x_lo` on.
+#[derive(Debug, Clone, Copy)]
+struct HorizontalRows<'a> {
+    data: &'a [u8],
+    stride: usize,
+    tw: usize,
+    x_lo: usize,
+    rows: usize,
+}
+
+impl HorizontalRows<'_> {
+    /// Whether the SIMD passes may read their fixed `npairs` tap pairs from
+    /// every tap start: `tmp_slack` bytes past the last row's window.
+    fn simd_readable(&self, npairs: usize) -> bool {
+        self.rows == 0
+            || self.data.len() >= (self.rows - 1) * self.stride + self.tw * 3 + tmp_slack(npairs)
+    }
+}
+
 /// Calls `$pass::<NP>` with the tap-pair count as a compile-time constant
 /// for the common counts (0: read `c.npairs` at run time).
 macro_rules! by_pair_count {
     ($pass:ident, $np:expr, $args:expr) => {{
-        let (tmp, tw, x_lo, out_w, out_h, c, flip, dst) = $args;
+        let (rows, out_w, c, flip, dst) = $args;
         match $np {
-            1 => $pass::<1>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-            2 => $pass::<2>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-            3 => $pass::<3>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
-            _ => $pass::<0>(tmp, tw, x_lo, out_w, out_h, c, flip, dst),
+            1 => $pass::<1>(rows, out_w, c, flip, dst),
+            2 => $pass::<2>(rows, out_w, c, flip, dst),
+            3 => $pass::<3>(rows, out_w, c, flip, dst),
+            _ => $pass::<0>(rows, out_w, c, flip, dst),
         }
     }};
 }
 
-#[allow(clippy::too_many_arguments)]
-fn horizontal(
-    tmp: &[u8],
-    tw: usize,
-    x_lo: usize,
-    out_w: usize,
-    out_h: usize,
-    c: &Coeffs,
-    flip: bool,
-    dst: &mut [u8],
-) {
+/// The horizontal pass: `rows.rows` rows of `out_w` pixels into `dst`.
+fn horizontal(rows: HorizontalRows<'_>, out_w: usize, c: &Coeffs, flip: bool, dst: &mut [u8]) {
+    debug_assert!(dst.len() >= rows.rows * out_w * 3);
     #[cfg(target_arch = "x86_64")]
     {
-        let sized =
-            c.pairs.len() == out_w * c.npairs && tmp.len() >= out_h * tw * 3 + tmp_slack(c.npairs);
+        let sized = c.pairs.len() == out_w * c.npairs
+            && rows.simd_readable(c.npairs)
+            && dst.len() >= rows.rows * out_w * 3;
         if sized && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above), and the
-            // lengths of `pairs` and `tmp` are what the SIMD pass reads.
-            let args = (tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+            // lengths of `pairs`, the rows and `dst` are what the pass uses.
+            let args = (rows, out_w, c, flip, dst);
             unsafe { by_pair_count!(horizontal_avx2, c.npairs, args) };
             return;
         }
         if sized && std::arch::is_x86_feature_detected!("ssse3") {
             // SAFETY: as above, for SSSE3.
-            let args = (tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+            let args = (rows, out_w, c, flip, dst);
             unsafe { by_pair_count!(horizontal_ssse3, c.npairs, args) };
             return;
         }
     }
-    horizontal_scalar(tmp, tw, x_lo, out_w, out_h, c, flip, dst);
+    horizontal_scalar(rows, out_w, c, flip, dst);
 }
 
 /// Writes the low 3 bytes of `rgb` as output pixel `x` of `drow` (mirrored
@@ -348,23 +486,19 @@ unsafe fn pixel_ssse3(px: *const u8, w: *const [i32; 4], np: usize) -> u32 {
 /// read `c.npairs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn horizontal_ssse3<const NP: usize>(
-    tmp: &[u8],
-    tw: usize,
-    x_lo: usize,
+    rows: HorizontalRows<'_>,
     out_w: usize,
-    out_h: usize,
     c: &Coeffs,
     flip: bool,
     dst: &mut [u8],
 ) {
     let np = if NP == 0 { c.npairs } else { NP };
-    for y in 0..out_h {
-        let row = tmp.as_ptr().add(y * tw * 3);
-        let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
+    for y in 0..rows.rows {
+        let row = rows.data.as_ptr().add(y * rows.stride);
+        let drow = dst.get_unchecked_mut(y * out_w * 3..(y + 1) * out_w * 3);
         for x in 0..out_w {
-            let px = row.add((*c.start.get_unchecked(x) - x_lo) * 3);
+            let px = row.add((*c.start.get_unchecked(x) - rows.x_lo) * 3);
             let rgb = pixel_ssse3(px, c.pairs.as_ptr().add(x * np), np);
             put_pixel(drow, out_w, flip, x, rgb);
         }
@@ -377,13 +511,9 @@ unsafe fn horizontal_ssse3<const NP: usize>(
 /// integer arithmetic, same bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn horizontal_avx2<const NP: usize>(
-    tmp: &[u8],
-    tw: usize,
-    x_lo: usize,
+    rows: HorizontalRows<'_>,
     out_w: usize,
-    out_h: usize,
     c: &Coeffs,
     flip: bool,
     dst: &mut [u8],
@@ -397,9 +527,10 @@ unsafe fn horizontal_avx2<const NP: usize>(
     ));
     let pairs = c.pairs.as_ptr();
     let start = c.start.as_ptr();
-    for y in 0..out_h {
-        let row = tmp.as_ptr().add(y * tw * 3);
-        let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
+    let x_lo = rows.x_lo;
+    for y in 0..rows.rows {
+        let row = rows.data.as_ptr().add(y * rows.stride);
+        let drow = dst.get_unchecked_mut(y * out_w * 3..(y + 1) * out_w * 3);
         let mut x = 0;
         while x + 2 <= out_w {
             // SAFETY: as in pixel_ssse3, for outputs x and x + 1.
@@ -434,23 +565,19 @@ unsafe fn horizontal_avx2<const NP: usize>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn horizontal_scalar(
-    tmp: &[u8],
-    tw: usize,
-    x_lo: usize,
+    rows: HorizontalRows<'_>,
     out_w: usize,
-    out_h: usize,
     c: &Coeffs,
     flip: bool,
     dst: &mut [u8],
 ) {
     let half = 1i32 << (PREC - 1);
-    for y in 0..out_h {
-        let row = &tmp[y * tw * 3..(y + 1) * tw * 3];
+    for y in 0..rows.rows {
+        let row = &rows.data[y * rows.stride..y * rows.stride + rows.tw * 3];
         let drow = &mut dst[y * out_w * 3..(y + 1) * out_w * 3];
         for x in 0..out_w {
-            let s = c.start[x] - x_lo;
+            let s = c.start[x] - rows.x_lo;
             let l = c.len[x];
             let w = &c.weights[x * c.ksize..x * c.ksize + l];
             let px = &row[s * 3..(s + l) * 3];
@@ -512,19 +639,78 @@ mod tests {
             c.pack_pairs();
             let mut tmp = tmp.clone();
             tmp.resize(tw * 3 * out_h + tmp_slack(c.npairs), 0);
+            let rows = HorizontalRows {
+                data: &tmp,
+                stride: tw * 3,
+                tw,
+                x_lo: 0,
+                rows: out_h,
+            };
+            assert!(rows.simd_readable(c.npairs));
             for flip in [false, true] {
                 let mut a = vec![0u8; out_w * out_h * 3];
                 let mut b = vec![1u8; out_w * out_h * 3];
-                horizontal_scalar(&tmp, tw, 0, out_w, out_h, &c, flip, &mut a);
-                horizontal(&tmp, tw, 0, out_w, out_h, &c, flip, &mut b);
+                horizontal_scalar(rows, out_w, &c, flip, &mut a);
+                horizontal(rows, out_w, &c, flip, &mut b);
                 assert_eq!(a, b, "out_w {out_w} flip {flip}");
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("ssse3") {
                     let mut s = vec![2u8; out_w * out_h * 3];
                     // SAFETY: SSSE3 checked; pairs and slack sized above.
-                    unsafe { horizontal_ssse3::<0>(&tmp, tw, 0, out_w, out_h, &c, flip, &mut s) };
+                    unsafe { horizontal_ssse3::<0>(rows, out_w, &c, flip, &mut s) };
                     assert_eq!(a, s, "ssse3: out_w {out_w} flip {flip}");
                 }
+            }
+        }
+    }
+
+    /// Both pass orders, and the horizontal-first pass reading the source's
+    /// last rows through its padded copy or directly: same image within one
+    /// level (the orders round the intermediate differently), same bytes
+    /// (direct vs padded).
+    #[test]
+    fn pass_orders_agree_and_the_padded_last_rows_change_nothing() {
+        let (w, h) = (97usize, 71usize);
+        let data: Vec<u8> = (0..w * h * 3)
+            .map(|i| (((i / 3) % w) * 2 + (i / 3 / w) * 3 + (i % 3) * 40) as u8)
+            .collect();
+        let mut padded = data.clone();
+        padded.resize(data.len() + 4096, 0);
+        fn plane(data: &[u8], width: usize, height: usize) -> Plane<'_> {
+            Plane {
+                data,
+                width,
+                height,
+                stride: width,
+            }
+        }
+        let mut r = Resampler::default();
+        // boxes touching the last row and column, up- and downscaling
+        for &(bx, by, bw, bh, ow, oh) in &[
+            (10.0, 20.0, 87.0, 51.0, 224usize, 224usize),
+            (0.0, 0.0, 97.0, 71.0, 50, 40),
+            (40.5, 30.25, 56.5, 40.75, 33, 129),
+        ] {
+            r.horiz.compute(w, bx, bw, ow);
+            r.vert.compute(h, by, bh, oh);
+            r.horiz.pack_pairs();
+            let (x_lo, x_hi) = r.horiz.span();
+            let (y_lo, y_hi) = r.vert.span();
+            let (cols, rows) = ((x_lo, x_hi - x_lo), (y_lo, y_hi - y_lo));
+            assert_eq!(y_hi, h, "the box must reach the last row");
+            let mut a = vec![0u8; ow * oh * 3];
+            let mut b = vec![0u8; ow * oh * 3];
+            let mut c = vec![0u8; ow * oh * 3];
+            for flip in [false, true] {
+                r.horizontal_first(plane(&data, w, h), cols, rows, ow, flip, &mut a);
+                r.horizontal_first(plane(&padded, w, h), cols, rows, ow, flip, &mut b);
+                r.vertical_first(plane(&data, w, h), cols, ow, oh, flip, &mut c);
+                assert_eq!(a, b, "{ow}x{oh} flip {flip}: padded vs direct rows");
+                let worst = a.iter().zip(&c).map(|(x, y)| x.abs_diff(*y)).max();
+                assert!(
+                    worst <= Some(1),
+                    "{ow}x{oh} flip {flip}: orders differ by {worst:?}"
+                );
             }
         }
     }

@@ -344,6 +344,7 @@ impl<S: Source, T: Transform> Loader<S, T> {
                 batches,
             });
         }
+        self.presize_free_slots(size);
         let plan = Arc::new(Plan {
             epoch,
             size,
@@ -398,6 +399,26 @@ impl<S: Source, T: Transform> Loader<S, T> {
             stats: EpochStats::default(),
             failures: Vec::new(),
         })
+    }
+}
+
+impl<S: Source, T: Transform> Loader<S, T> {
+    /// Grows every free slot to a full batch of `size` here, on the caller's
+    /// thread before the workers start, so that growing the ring (and the
+    /// kernel's first-touch page faults on it) is paid once per size change
+    /// and not inside the first batches of the epoch. A slot that cannot grow
+    /// (a fixed buffer) is left for the worker, which reports it.
+    fn presize_free_slots(&mut self, size: OutSize) {
+        let need = self.inner.config.batch_size * size.image_bytes();
+        let mut taken = Vec::with_capacity(self.slots);
+        while let Ok(mut slot) = self.free_rx.try_recv() {
+            let _ = slot.buf.ensure_len(need);
+            taken.push(slot);
+        }
+        for slot in taken {
+            // the slots came from this channel: there is room for all of them
+            let _ = self.free_tx.send(slot);
+        }
     }
 }
 

@@ -78,4 +78,20 @@ fn steady_state_allocates_nothing() {
         during <= 4 && bytes < 1024,
         "{during} allocations ({bytes} bytes) while 100 batches flowed"
     );
+    drop(e);
+
+    // A larger size (progressive resizing) grows the ring when the epoch
+    // starts, on this thread: its batches then allocate no pixel buffers.
+    let size = 48;
+    let batch_bytes = 16 * size * size * 3;
+    let mut e = l.epoch(2, size as u32, 0).unwrap();
+    let bytes = BYTES.load(Ordering::Relaxed);
+    for b in e.by_ref().take(8) {
+        assert_eq!(b.unwrap().images().len(), batch_bytes);
+    }
+    let bytes = BYTES.load(Ordering::Relaxed) - bytes;
+    assert!(
+        bytes < batch_bytes / 2,
+        "{bytes} bytes allocated by the first batches at a new size"
+    );
 }
