@@ -53,6 +53,8 @@ pub(crate) struct Coeffs {
     /// Weights as packed i16 pairs `(w[2j], w[2j + 1])`, `npairs` per output,
     /// zero past `len` (for the SIMD pass: a fixed trip count per call), each
     /// repeated over a 128-bit lane so one load yields a multiply-add operand.
+    /// Outputs go in twos: pair `j` of outputs `2g` and `2g + 1` sit side by
+    /// side (one 256-bit load), see [`Coeffs::pair_index`].
     pairs: Vec<[i32; 4]>,
     npairs: usize,
 }
@@ -69,16 +71,27 @@ impl Coeffs {
     /// Fills `pairs` / `npairs` from the weights.
     fn pack_pairs(&mut self) {
         let max_len = self.len.iter().copied().max().unwrap_or(0);
-        self.npairs = max_len.div_ceil(2);
+        let np = max_len.div_ceil(2);
+        self.npairs = np;
         self.pairs.clear();
+        self.pairs
+            .resize(self.len.len().div_ceil(2) * 2 * np, [0; 4]);
         for (i, &l) in self.len.iter().enumerate() {
             let w = &self.weights[i * self.ksize..i * self.ksize + l];
-            for j in 0..self.npairs {
+            for j in 0..np {
                 let w0 = w.get(2 * j).copied().unwrap_or(0) as u16 as u32;
                 let w1 = w.get(2 * j + 1).copied().unwrap_or(0) as u16 as u32;
-                self.pairs.push([(w0 | (w1 << 16)) as i32; 4]);
+                self.pairs[Self::pair_index(i, j, np)] = [(w0 | (w1 << 16)) as i32; 4];
             }
         }
+    }
+
+    /// Where tap pair `j` of output `i` is in `pairs` (`np` pairs each):
+    /// outputs `2g` and `2g + 1` interleave their pairs, so pair `j` of pair
+    /// `j + 1` of one output is 2 entries on.
+    #[inline(always)]
+    fn pair_index(i: usize, j: usize, np: usize) -> usize {
+        (i & !1) * np + 2 * j + (i & 1)
     }
 
     /// Pillow's `precompute_coeffs` for the triangle filter: output `i` is
@@ -122,7 +135,9 @@ impl Coeffs {
                 row[0] = 1 << PREC;
             } else {
                 for (w, t) in row.iter_mut().zip(&self.tmp).take(n) {
-                    *w = (t / total * f64::from(1u32 << PREC)).round() as i16;
+                    // Weights are >= 0: truncating `v + 0.5` rounds half up
+                    // like Pillow's `(int)(0.5 + v)`, without a libm call.
+                    *w = (t / total * f64::from(1u32 << PREC) + 0.5) as i16;
                 }
             }
             self.start.push(xmin as usize);
@@ -230,16 +245,14 @@ impl Resampler {
         dst: &mut [u8],
     ) {
         let n = tw * 3;
-        self.tmp.clear();
         // Slack so the SIMD horizontal pass may read its fixed number of tap
         // pairs past the last pixel of the last row.
-        self.tmp.resize(out_h * n + tmp_slack(self.horiz.npairs), 0);
-        self.acc.clear();
-        self.acc.resize(n, 0);
+        let tmp = grown(&mut self.tmp, out_h * n + tmp_slack(self.horiz.npairs));
+        let acc = grown(&mut self.acc, n);
         let cols = src.window(x_lo, 0, tw, src.height);
-        vertical(&cols, 0, &self.vert, &mut self.acc, &mut self.tmp, n);
+        vertical(&cols, 0, &self.vert, acc, &mut tmp[..out_h * n], n);
         let rows = HorizontalRows {
-            data: &self.tmp,
+            data: tmp,
             stride: n,
             tw,
             x_lo,
@@ -261,8 +274,7 @@ impl Resampler {
         dst: &mut [u8],
     ) {
         let n = out_w * 3;
-        self.tmp.clear();
-        self.tmp.resize(th * n, 0);
+        let tmp = grown(&mut self.tmp, th * n);
         let stride = src.stride * 3;
         let base = (y_lo * src.stride + x_lo) * 3;
         // The SIMD pass reads up to `slack` bytes past a row's window: into
@@ -273,7 +285,7 @@ impl Resampler {
             Some(room) => (room / stride.max(1) + 1).min(th),
             None => 0,
         };
-        let (head, tail) = self.tmp.split_at_mut(direct * n);
+        let (head, tail) = tmp.split_at_mut(direct * n);
         if direct > 0 {
             let rows = HorizontalRows {
                 data: &src.data[base..],
@@ -298,16 +310,23 @@ impl Resampler {
             };
             horizontal(rows, out_w, &self.horiz, flip, out_row);
         }
-        self.acc.clear();
-        self.acc.resize(n, 0);
         let plane = Plane {
-            data: &self.tmp,
+            data: tmp,
             width: out_w,
             height: th,
             stride: out_w,
         };
-        vertical(&plane, y_lo, &self.vert, &mut self.acc, dst, n);
+        vertical(&plane, y_lo, &self.vert, grown(&mut self.acc, n), dst, n);
     }
+}
+
+/// The first `len` entries of `buf`, grown (never shrunk or cleared: every
+/// pass overwrites what it reads) to at least that length.
+fn grown<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+    &mut buf[..len]
 }
 
 /// The vertical pass: output row `y` from source rows `c.start[y] - y_off ..`.
@@ -490,7 +509,7 @@ fn horizontal(rows: HorizontalRows<'_>, out_w: usize, c: &Coeffs, flip: bool, ds
     debug_assert!(dst.len() >= rows.rows * out_w * 3);
     #[cfg(target_arch = "x86_64")]
     {
-        let sized = c.pairs.len() == out_w * c.npairs
+        let sized = c.pairs.len() == out_w.div_ceil(2) * 2 * c.npairs
             && rows.simd_readable(c.npairs)
             && dst.len() >= rows.rows * out_w * 3;
         if sized && std::arch::is_x86_feature_detected!("avx2") {
@@ -528,8 +547,8 @@ unsafe fn put_pixel(drow: &mut [u8], out_w: usize, flip: bool, x: usize, rgb: u3
 ///
 /// # Safety
 /// SSSE3; `px` is the output's first tap in the intermediate rows, with
-/// `np` pair loads of 8 bytes readable from it; `w` points at its `np`
-/// weight lanes.
+/// `np` pair loads of 8 bytes readable from it; `w` points at its first
+/// weight lane, the others following at every second entry.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 #[inline]
@@ -542,7 +561,7 @@ unsafe fn pixel_ssse3(px: *const u8, w: *const [i32; 4], np: usize) -> u32 {
         // SAFETY: tap pair j starts inside the window's rows; reads past the
         // row land in the next row or the slack and meet zero weights.
         let p = _mm_shuffle_epi8(_mm_loadl_epi64(px.add(j * 6) as *const __m128i), mask);
-        let wv = _mm_loadu_si128(w.add(j) as *const __m128i);
+        let wv = _mm_loadu_si128(w.add(2 * j) as *const __m128i);
         acc = _mm_add_epi32(acc, _mm_madd_epi16(p, wv));
     }
     let v = _mm_srai_epi32(acc, PREC as i32);
@@ -570,16 +589,19 @@ unsafe fn horizontal_ssse3<const NP: usize>(
         let drow = dst.get_unchecked_mut(y * out_w * 3..(y + 1) * out_w * 3);
         for x in 0..out_w {
             let px = row.add((*c.start.get_unchecked(x) - rows.x_lo) * 3);
-            let rgb = pixel_ssse3(px, c.pairs.as_ptr().add(x * np), np);
+            let w = c.pairs.as_ptr().add(Coeffs::pair_index(x, 0, np));
+            let rgb = pixel_ssse3(px, w, np);
             put_pixel(drow, out_w, flip, x, rgb);
         }
     }
 }
 
-/// [`horizontal_ssse3`] two output pixels at a time: pixel `x` in the low
-/// 128-bit lane, `x + 1` in the high one, one 256-bit multiply-add per tap
-/// pair for both (an odd last pixel goes through [`pixel_ssse3`]). Same
-/// integer arithmetic, same bytes.
+/// [`horizontal_ssse3`] four output pixels at a time: pixels `x` and
+/// `x + 2` in the low 128-bit lanes of two multiply-adds, `x + 1` and
+/// `x + 3` in the high ones, then the four RGB triples compacted to 12 bytes
+/// (mirrored when `flip`) and stored with one 16-byte write whose 4 spare
+/// bytes fall on pixels of the row not written yet. The last pixels of a
+/// row go two at a time and one by one. Same integer arithmetic, same bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn horizontal_avx2<const NP: usize>(
@@ -596,30 +618,51 @@ unsafe fn horizontal_avx2<const NP: usize>(
     let mask = _mm256_broadcastsi128_si256(_mm_setr_epi8(
         0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z,
     ));
+    // dwords p0 p1 p2 p3 (each RGB + a zero byte) to 12 bytes, in order or
+    // mirrored pixel by pixel behind 4 spare bytes
+    let forward = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, z, z, z, z);
+    let mirrored = _mm_setr_epi8(z, z, z, z, 12, 13, 14, 8, 9, 10, 4, 5, 6, 0, 1, 2);
+    let compact = if flip { mirrored } else { forward };
+    let gather = _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0);
     let pairs = c.pairs.as_ptr();
     let start = c.start.as_ptr();
     let x_lo = rows.x_lo;
+    // two output pixels' sums for tap pairs of pixels at `pa` and `pb`,
+    // weights at `w` (pixel pa's lane first)
+    let two = |pa: *const u8, pb: *const u8, w: *const [i32; 4]| {
+        let mut acc = half;
+        for j in 0..np {
+            let lo = _mm_loadl_epi64(pa.add(j * 6) as *const __m128i);
+            let hi = _mm_loadl_epi64(pb.add(j * 6) as *const __m128i);
+            let px = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+            let px = _mm256_shuffle_epi8(px, mask);
+            let wv = _mm256_loadu_si256(w.add(2 * j) as *const __m256i);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(px, wv));
+        }
+        _mm256_srai_epi32(acc, PREC as i32)
+    };
     for y in 0..rows.rows {
         let row = rows.data.as_ptr().add(y * rows.stride);
+        let tap = |x: usize| row.add((*start.add(x) - x_lo) * 3);
         let drow = dst.get_unchecked_mut(y * out_w * 3..(y + 1) * out_w * 3);
+        let d = drow.as_mut_ptr();
         let mut x = 0;
+        // SAFETY (all three loops): as in pixel_ssse3, for outputs x.., and
+        // x + 6 <= out_w keeps the 16-byte store inside this row.
+        while x + 6 <= out_w {
+            let a01 = two(tap(x), tap(x + 1), pairs.add(x * np));
+            let a23 = two(tap(x + 2), tap(x + 3), pairs.add((x + 2) * np));
+            // per lane: signed saturation to i16, then unsigned to u8
+            let v = _mm256_packs_epi32(a01, a23);
+            let v = _mm256_packus_epi16(v, v);
+            let v = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, gather));
+            let v = _mm_shuffle_epi8(v, compact);
+            let at = if flip { (out_w - 4 - x) * 3 - 4 } else { x * 3 };
+            _mm_storeu_si128(d.add(at) as *mut __m128i, v);
+            x += 4;
+        }
         while x + 2 <= out_w {
-            // SAFETY: as in pixel_ssse3, for outputs x and x + 1.
-            let pa = row.add((*start.add(x) - x_lo) * 3);
-            let pb = row.add((*start.add(x + 1) - x_lo) * 3);
-            let wa = pairs.add(x * np) as *const __m128i;
-            let wb = pairs.add((x + 1) * np) as *const __m128i;
-            let mut acc = half;
-            for j in 0..np {
-                let lo = _mm_loadl_epi64(pa.add(j * 6) as *const __m128i);
-                let hi = _mm_loadl_epi64(pb.add(j * 6) as *const __m128i);
-                let px = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
-                let px = _mm256_shuffle_epi8(px, mask);
-                let wv = _mm256_loadu2_m128i(wb.add(j), wa.add(j));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(px, wv));
-            }
-            let v = _mm256_srai_epi32(acc, PREC as i32);
-            // Per lane: signed saturation to i16, then unsigned to u8.
+            let v = two(tap(x), tap(x + 1), pairs.add(x * np));
             let v = _mm256_packs_epi32(v, v);
             let v = _mm256_packus_epi16(v, v);
             let a = _mm_cvtsi128_si32(_mm256_castsi256_si128(v)) as u32;
@@ -629,8 +672,7 @@ unsafe fn horizontal_avx2<const NP: usize>(
             x += 2;
         }
         if x < out_w {
-            let px = row.add((*start.add(x) - x_lo) * 3);
-            let rgb = pixel_ssse3(px, pairs.add(x * np), np);
+            let rgb = pixel_ssse3(tap(x), pairs.add(Coeffs::pair_index(x, 0, np)), np);
             put_pixel(drow, out_w, flip, x, rgb);
         }
     }
