@@ -1,7 +1,7 @@
 //! Optimizer step time on ResNet-50's parameter set (161 tensors, 25.6 M parameters,
-//! random gradients) on the CPU: our AdamW against `torch.optim.AdamW(foreach=True)`
+//! random gradients) on the CPU: our AdamW (libtorch's fused kernel, the default, and
+//! the per-tensor path) against `torch.optim.AdamW(foreach=True)` and `(fused=True)`
 //! measured in the same run (venv python, env `BRIGADE_PYTHON`), plus our Ranger and SGD.
-//! PyTorch's `fused=True` AdamW is printed for reference.
 //!
 //! `scripts/with-env.sh cargo bench --bench optim`
 //! Knob: `BRIGADE_BENCH_STEPS` (timed steps for the medians, 20).
@@ -148,6 +148,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let ours = median_ms(&mut adamw, steps);
+    let mut per_tensor = AdamW::new(groups(&ps), *adamw.config()).unwrap();
+    per_tensor.set_fused(false).unwrap();
+    let per_tensor_ms = median_ms(&mut per_tensor, steps);
     let mut rg = ranger(
         groups(&ps),
         RangerConfig {
@@ -169,7 +172,8 @@ fn bench(c: &mut Criterion) {
     let peers = peer(steps);
 
     println!("optimizer step, median of {steps} steps (ms):");
-    println!("  brigade AdamW                  {ours:9.2}");
+    println!("  brigade AdamW (fused kernel)   {ours:9.2}");
+    println!("  brigade AdamW (per tensor)     {per_tensor_ms:9.2}");
     for (name, ms, threads) in &peers {
         println!(
             "  torch AdamW({name}=True)    {ms:9.2}   (torch threads {threads}; brigade/torch = {:.3})",

@@ -8,6 +8,9 @@ pub enum Error {
     /// libtorch reported an error (shape/device mismatch, out of memory, ...).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A fused libtorch kernel (through brigade-torch-ext) failed.
+    #[error("fused optimizer kernel: {0}")]
+    Fused(#[from] brigade_torch_ext::Error),
     /// A group index past the end.
     #[error("no parameter group {group}: the optimizer has {len} group(s)")]
     NoSuchGroup {

@@ -2,7 +2,8 @@
 //!
 //! tch 0.24 does not expose libtorch's `_foreach_*` / `_fused_*` optimizer kernels (its
 //! generator excludes those prefixes), and its `add_`/`addcdiv_` have no `alpha`/`value`
-//! argument. So each step runs per-tensor in-place kernels, and the scaled forms are built
+//! argument. So each step runs per-tensor in-place kernels (AdamW's fused kernel comes
+//! through `brigade-torch-ext` instead), and the scaled forms are built
 //! from what is there without allocating:
 //!
 //! * `y += a * x` is `y.addcmul_(x, s)` with `s` a 0-d tensor holding `a`, filled in place;

@@ -70,6 +70,21 @@ extern "C" {
         root: c_int,
     ) -> *mut c_char;
     pub(crate) fn bte_pg_barrier(pg: *mut BtePg) -> *mut c_char;
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bte_fused_adamw(
+        params: *const *mut CTensor,
+        grads: *const *mut CTensor,
+        exp_avgs: *const *mut CTensor,
+        exp_avg_sqs: *const *mut CTensor,
+        steps: *const *mut CTensor,
+        n: usize,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> *mut c_char;
 }
 
 #[cfg(feature = "cuda")]

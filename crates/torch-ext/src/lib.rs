@@ -1,7 +1,8 @@
 //! A small C++ shim over libtorch for what tch does not expose: bf16/fp16
 //! autocast, memory formats (channels-last), pinned host memory, CUDA streams
-//! and events (feature `cuda`), and c10d process groups for data-parallel
-//! training (Gloo on CPU, feature `gloo`, on by default; NCCL with `cuda`).
+//! and events (feature `cuda`), c10d process groups for data-parallel
+//! training (Gloo on CPU, feature `gloo`, on by default; NCCL with `cuda`),
+//! and libtorch's fused AdamW kernel ([`fused_adamw`]).
 //!
 //! Every libtorch call goes through a C ABI function that catches C++
 //! exceptions: failures come back as [`Error::Torch`] carrying libtorch's
@@ -47,6 +48,7 @@ mod autocast;
 mod cuda;
 mod dist;
 mod ffi;
+mod fused;
 mod launch;
 mod layout;
 
@@ -56,6 +58,7 @@ pub use cuda::{Event, Stream, StreamGuard};
 pub use dist::{
     Backend, DistConfig, GradientReducer, ProcessGroup, ReduceOp, DEFAULT_BUCKET_BYTES,
 };
+pub use fused::{fused_adamw, AdamWStep};
 pub use launch::{free_port, launch, LaunchOptions};
 pub use layout::{
     is_channels_last, is_contiguous_as, is_pinned, pin_memory, suggest_memory_format,

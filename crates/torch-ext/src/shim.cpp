@@ -1,5 +1,6 @@
 // brigade-torch-ext: a thin C ABI over the parts of libtorch that tch does not
-// expose (autocast state, memory formats, c10d process groups, CUDA streams).
+// expose (autocast state, memory formats, c10d process groups, CUDA streams,
+// fused optimizer kernels).
 //
 // Tensors cross the boundary as tch's raw pointers (`at::Tensor*`, owned by a
 // tch `Tensor`). Every function returns NULL on success or a malloc'ed error
@@ -455,5 +456,32 @@ char* bte_cuda_event_elapsed_ms(void* start, void* end, float* ms) {
   });
 }
 #endif
+
+// ---- fused optimizer kernels ------------------------------------------------
+
+// at::_fused_adamw_ over n parameters (amsgrad and maximize off): one
+// multi-tensor kernel instead of several per-tensor ones per parameter.
+char* bte_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
+                      at::Tensor* const* exp_avgs, at::Tensor* const* exp_avg_sqs,
+                      at::Tensor* const* steps, size_t n, double lr, double beta1,
+                      double beta2, double weight_decay, double eps) {
+  return guarded([&] {
+    std::vector<at::Tensor> p, g, m, v, s;
+    p.reserve(n);
+    g.reserve(n);
+    m.reserve(n);
+    v.reserve(n);
+    s.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      p.push_back(*params[i]);
+      g.push_back(*grads[i]);
+      m.push_back(*exp_avgs[i]);
+      v.push_back(*exp_avg_sqs[i]);
+      s.push_back(*steps[i]);
+    }
+    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps,
+                      /*amsgrad=*/false, /*maximize=*/false);
+  });
+}
 
 }  // extern "C"
