@@ -24,8 +24,8 @@ pub enum Layout {
     /// The fastai copy: `classes.txt`, `train.txt`, `test.txt` at the root
     /// and `images/<class>/<id>.jpg`.
     Fastai,
-    /// `root/<class>/*.{jpg,jpeg,png,webp}`, optionally under `train/`,
-    /// `val/` or `valid/`, and `test/`.
+    /// `root/<class>/*.{jpg,jpeg,png,webp,...}`, optionally under `train/`,
+    /// `val/`, `valid/` or `validation/`, and `test/`.
     ImageFolder,
 }
 
@@ -531,7 +531,7 @@ fn list_image_folder(root: &Path) -> Result<Listing, IndexError> {
         for (name, is_dir) in &top {
             let split = match name.to_str() {
                 Some("train") if *is_dir => Some(Split::Train),
-                Some("val") | Some("valid") if *is_dir => Some(Split::Valid),
+                Some("val" | "valid" | "validation") if *is_dir => Some(Split::Valid),
                 Some("test") if *is_dir => Some(Split::Test),
                 _ => None,
             };

@@ -137,6 +137,15 @@ fn image_folder_flat_and_split_dirs() {
     assert_eq!(index.class_counts(Split::Valid), [0, 1, 0]);
     assert_eq!(index.class_counts(Split::Test), [1, 0, 1]);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Hugging Face exports name it `validation`
+    let hf = dir.path().join("hf");
+    write_img(&hf.join("train/cat/1.jpg"), 10, 8);
+    write_img(&hf.join("validation/cat/2.jpg"), 10, 8);
+    write_img(&hf.join("validation/dog/3.jpg"), 10, 8);
+    let (hf_index, hf_report) = build(&hf, &IndexOptions::default());
+    assert_eq!(hf_index.class_counts(Split::Valid), [1, 1]);
+    assert_eq!(hf_index.class_counts(Split::Train), [1, 0]);
+    assert!(hf_report.problems.is_empty(), "{:?}", hf_report.problems);
     // A validation folder and a hold-out do not mix.
     let err = Index::build(
         &split,

@@ -8,8 +8,10 @@
 //!   [`Arch::info`] for parameter counts and published ImageNet top-1.
 //! * [`Model`]: a `tch::nn::ModuleT` over a `VarStore` path whose variable
 //!   names are torchvision's, so `torch.save(model.state_dict())` maps 1:1.
-//! * [`Model::load_weights`]: reads `.pth` zip archives with a whitelisting
-//!   pickle reader (nothing from the file is executed) or `.safetensors`;
+//! * [`Model::load_weights`]: reads `.pth` files (zip archives, and the legacy
+//!   non-zip format of PyTorch < 1.6 that older published weights still use)
+//!   with a whitelisting pickle reader (nothing from the file is executed) or
+//!   `.safetensors`; the format is sniffed ([`weights::detect_format`]);
 //!   returns a [`LoadReport`] naming loaded / missing / unexpected /
 //!   mis-shaped keys and a re-initialised head when the class count differs.
 //! * [`Model::layer_groups`], [`Model::freeze`], [`Model::unfreeze`]: fastai's

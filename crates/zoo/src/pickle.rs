@@ -4,8 +4,17 @@
 //! understood, and only a whitelist of globals is accepted: nothing from the
 //! file is ever executed. `REDUCE` is interpreted for the whitelisted callables
 //! only (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`,
-//! `torch._utils._rebuild_parameter`); storages are the persistent ids
-//! `('storage', torch.<Dtype>Storage, key, location, numel)`.
+//! `torch._utils._rebuild_tensor` (PyTorch < 0.4), `torch._utils._rebuild_parameter`);
+//! storages are the persistent ids `('storage', torch.<Dtype>Storage, key,
+//! location, numel)` of the zip format and `(..., numel, view_metadata)` of the
+//! legacy (pre-1.6) format.
+//!
+//! [`parse`] decodes a whole buffer's first pickle; [`parse_at`] decodes one
+//! pickle starting at a byte offset and reports where it stopped, for files
+//! that are several pickles back to back (the legacy `torch.save` format).
+//!
+//! Python 2 byte strings (`SHORT_BINSTRING`/`BINSTRING`) decode as text when
+//! they are UTF-8, as `torch.load` does (`encoding="utf-8"`).
 //!
 //! Limitation (documented, harmless for state dicts): the memo stores copies,
 //! so a container mutated after it was memoised is seen as it was when
@@ -66,14 +75,30 @@ impl StorageDtype {
     }
 }
 
-/// A storage reference: `data/<key>` in the archive.
+/// A storage reference: `data/<key>` in a zip archive, or the key of a
+/// legacy file's storage list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageRef {
     /// Element type.
     pub dtype: StorageDtype,
-    /// The record name inside the archive's `data/` folder.
+    /// The record name inside the archive's `data/` folder (the root
+    /// storage's key in the legacy format).
     pub key: String,
-    /// Number of elements the pickle claims.
+    /// Number of elements the pickle claims (of the root storage).
+    pub numel: u64,
+    /// Legacy format only: the tensor sees a slice of the root storage.
+    pub view: Option<StorageView>,
+}
+
+/// A slice of a root storage (the legacy format's `view_metadata`,
+/// `(view_key, offset, size)`, written by PyTorch < 0.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageView {
+    /// The view's own key.
+    pub key: String,
+    /// First element of the root storage the view covers.
+    pub offset: u64,
+    /// Number of elements the view covers.
     pub numel: u64,
 }
 
@@ -97,6 +122,8 @@ pub enum Global {
     OrderedDict,
     /// `torch._utils._rebuild_tensor_v2`
     RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor` (PyTorch < 0.4)
+    RebuildTensor,
     /// `torch._utils._rebuild_parameter`
     RebuildParameter,
     /// `torch.<X>Storage`
@@ -112,6 +139,9 @@ pub enum Value {
     Bool(bool),
     /// An integer (that fits i64).
     Int(i64),
+    /// A wider integer, as `LONG1` stores it: little-endian two's complement
+    /// (e.g. the legacy format's magic number).
+    BigInt(Vec<u8>),
     /// A float.
     Float(f64),
     /// A text string.
@@ -211,8 +241,10 @@ fn resolve_global(module: &str, name: &str) -> Res<Global> {
     let g = match (module, name) {
         ("collections", "OrderedDict") => Some(Global::OrderedDict),
         ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
+        ("torch._utils", "_rebuild_tensor") => Some(Global::RebuildTensor),
         ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
-        ("torch", n) => StorageDtype::from_class(n).map(Global::Storage),
+        // A type tag (never called); old files may name the CUDA classes.
+        ("torch" | "torch.cuda", n) => StorageDtype::from_class(n).map(Global::Storage),
         _ => None,
     };
     g.ok_or_else(|| PickleError::Forbidden {
@@ -247,6 +279,7 @@ fn kind_name(v: &Value) -> &'static str {
         Value::None => "None",
         Value::Bool(_) => "bool",
         Value::Int(_) => "int",
+        Value::BigInt(_) => "int (wider than 64 bits)",
         Value::Float(_) => "float",
         Value::Str(_) => "str",
         Value::Bytes(_) => "bytes",
@@ -259,6 +292,23 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
+/// Text of a key-like value: a string, a Python 2 byte string, or an integer.
+fn key_text(v: &Value, what: &str) -> Res<String> {
+    match v {
+        Value::Str(s) => Ok(s.clone()),
+        Value::Bytes(b) => {
+            String::from_utf8(b.clone()).or_else(|_| malformed(format!("{what} is not UTF-8")))
+        }
+        Value::Int(i) => Ok(i.to_string()),
+        other => malformed(format!("{what}: unexpected {}", kind_name(other))),
+    }
+}
+
+fn as_count(v: &Value, what: &str) -> Res<u64> {
+    let n = as_int(v, what)?;
+    u64::try_from(n).or_else(|_| malformed(format!("negative {what} ({n})")))
+}
+
 fn persistent_load(pid: Value) -> Res<Value> {
     let Value::Tuple(items) = pid else {
         return malformed(format!(
@@ -266,25 +316,46 @@ fn persistent_load(pid: Value) -> Res<Value> {
             kind_name(&pid)
         ));
     };
-    match items.as_slice() {
-        [Value::Str(tag), Value::Global(Global::Storage(dtype)), key, _location, numel]
-            if tag == "storage" =>
-        {
-            let key = match key {
-                Value::Str(s) => s.clone(),
-                Value::Int(i) => i.to_string(),
-                other => return malformed(format!("storage key: unexpected {}", kind_name(other))),
-            };
-            let numel = as_int(numel, "storage numel")?;
-            let numel = u64::try_from(numel).or_else(|_| malformed("negative storage size"))?;
-            Ok(Value::Storage(StorageRef {
-                dtype: *dtype,
-                key,
-                numel,
-            }))
-        }
-        _ => malformed("persistent id is not ('storage', torch.<X>Storage, key, location, numel)"),
+    let (tag, dtype, key, numel, view) =
+        match items.as_slice() {
+            [tag, Value::Global(Global::Storage(dtype)), key, _location, numel] => {
+                (tag, dtype, key, numel, &Value::None)
+            }
+            [tag, Value::Global(Global::Storage(dtype)), key, _location, numel, view] => {
+                (tag, dtype, key, numel, view)
+            }
+            _ => return malformed(
+                "persistent id is not ('storage', torch.<X>Storage, key, location, numel[, view])",
+            ),
+        };
+    if key_text(tag, "persistent id tag")? != "storage" {
+        return malformed("persistent id is not a ('storage', ...) tuple");
     }
+    let key = key_text(key, "storage key")?;
+    let numel = as_count(numel, "storage numel")?;
+    let view = match view {
+        Value::None => None,
+        Value::Tuple(v) => match v.as_slice() {
+            [vkey, offset, size] => Some(StorageView {
+                key: key_text(vkey, "storage view key")?,
+                offset: as_count(offset, "storage view offset")?,
+                numel: as_count(size, "storage view size")?,
+            }),
+            _ => return malformed("storage view metadata is not (key, offset, size)"),
+        },
+        other => {
+            return malformed(format!(
+                "storage view metadata: unexpected {}",
+                kind_name(other)
+            ))
+        }
+    };
+    Ok(Value::Storage(StorageRef {
+        dtype: *dtype,
+        key,
+        numel,
+        view,
+    }))
 }
 
 fn call(func: Global, args: Value) -> Res<Value> {
@@ -302,13 +373,20 @@ fn call(func: Global, args: Value) -> Res<Value> {
                 malformed("OrderedDict called with arguments")
             }
         }
-        Global::RebuildTensorV2 => {
+        Global::RebuildTensorV2 | Global::RebuildTensor => {
+            let fname = if func == Global::RebuildTensor {
+                "_rebuild_tensor"
+            } else {
+                "_rebuild_tensor_v2"
+            };
             if args.len() < 4 {
-                return malformed("_rebuild_tensor_v2 needs (storage, offset, size, stride, ...)");
+                return malformed(format!(
+                    "{fname} needs (storage, offset, size, stride, ...)"
+                ));
             }
             let Value::Storage(storage) = &args[0] else {
                 return malformed(format!(
-                    "_rebuild_tensor_v2: first argument is a {}",
+                    "{fname}: first argument is a {}",
                     kind_name(&args[0])
                 ));
             };
@@ -333,12 +411,44 @@ fn call(func: Global, args: Value) -> Res<Value> {
     }
 }
 
-/// Decodes one pickle. Never executes anything; refuses any global outside the
+/// Decodes one pickle (the first of `data`; bytes after its `STOP` are
+/// ignored). Never executes anything; refuses any global outside the
 /// whitelist.
 pub fn parse(data: &[u8]) -> Res<Value> {
-    let mut r = Reader { data, pos: 0 };
+    parse_at(data, 0).map(|p| p.value)
+}
+
+/// One pickle decoded by [`parse_at`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The unpickled value.
+    pub value: Value,
+    /// Offset of the first byte after the pickle's `STOP` opcode: where the
+    /// next pickle (or raw data) starts.
+    pub end: usize,
+    /// Every storage the pickle's persistent ids named, once per key, in
+    /// first-seen order (also those outside the part of the value a caller
+    /// keeps, e.g. an optimizer state next to a state dict).
+    pub storages: Vec<StorageRef>,
+}
+
+/// Decodes the pickle that starts at byte `start` of `data` and reports where
+/// it stopped ([`Parsed::end`]). Byte offsets in errors count from the start
+/// of `data`. A storage key named twice with different types or sizes is
+/// malformed. Never executes anything; refuses any global outside the
+/// whitelist.
+pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
+    if start > data.len() {
+        return malformed(format!(
+            "pickle starts at byte {start}, past the end of the data ({} bytes)",
+            data.len()
+        ));
+    }
+    let mut r = Reader { data, pos: start };
     let mut stack: Vec<Item> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut storages: Vec<StorageRef> = Vec::new();
+    let mut storage_index: HashMap<String, usize> = HashMap::new();
 
     fn pop(stack: &mut Vec<Item>) -> Res<Value> {
         match stack.pop() {
@@ -400,7 +510,14 @@ pub fn parse(data: &[u8]) -> Res<Value> {
             0x95 => {
                 r.u64()?; // FRAME: length hint only
             }
-            b'.' => return pop(&mut stack),
+            b'.' => {
+                let value = pop(&mut stack)?;
+                return Ok(Parsed {
+                    value,
+                    end: r.pos,
+                    storages,
+                });
+            }
             b'(' => stack.push(Item::Mark),
             b'}' => stack.push(Item::V(Value::Dict(Vec::new()))),
             b']' => stack.push(Item::V(Value::List(Vec::new()))),
@@ -443,12 +560,7 @@ pub fn parse(data: &[u8]) -> Res<Value> {
             0x8a => {
                 let n = usize::from(r.u8()?);
                 let b = r.take(n)?;
-                if n > 8 {
-                    return malformed("LONG1 integer wider than 64 bits");
-                }
-                let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
-                a[..n].copy_from_slice(b);
-                stack.push(Item::V(Value::Int(i64::from_le_bytes(a))));
+                stack.push(Item::V(long1(b)));
             }
             b'G' => {
                 let b = r.take(8)?;
@@ -474,15 +586,28 @@ pub fn parse(data: &[u8]) -> Res<Value> {
                 let s = r.utf8(n)?;
                 stack.push(Item::V(Value::Str(s)));
             }
-            b'T' | b'B' => {
+            b'B' => {
                 let n = r.u32()? as usize;
                 let b = r.take(n)?.to_vec();
                 stack.push(Item::V(Value::Bytes(b)));
             }
-            b'U' | b'C' => {
+            b'C' => {
                 let n = usize::from(r.u8()?);
                 let b = r.take(n)?.to_vec();
                 stack.push(Item::V(Value::Bytes(b)));
+            }
+            // Python 2 `str`: text when it is UTF-8, as torch.load decodes it.
+            b'T' | b'U' => {
+                let n = if op == b'T' {
+                    r.u32()? as usize
+                } else {
+                    usize::from(r.u8()?)
+                };
+                let b = r.take(n)?.to_vec();
+                stack.push(Item::V(match String::from_utf8(b) {
+                    Ok(s) => Value::Str(s),
+                    Err(e) => Value::Bytes(e.into_bytes()),
+                }));
             }
             b'c' => {
                 let module = r.line()?.to_string();
@@ -512,7 +637,28 @@ pub fn parse(data: &[u8]) -> Res<Value> {
             }
             b'Q' => {
                 let pid = pop(&mut stack)?;
-                stack.push(Item::V(persistent_load(pid)?));
+                let v = persistent_load(pid)?;
+                if let Value::Storage(st) = &v {
+                    match storage_index.get(&st.key) {
+                        Some(&i) => {
+                            let first = &storages[i];
+                            if first.dtype != st.dtype || first.numel != st.numel {
+                                return malformed(format!(
+                                    "storage {} is named as {} elements of {:?} and as {} elements of {:?}",
+                                    st.key, first.numel, first.dtype, st.numel, st.dtype
+                                ));
+                            }
+                        }
+                        None => {
+                            storage_index.insert(st.key.clone(), storages.len());
+                            storages.push(StorageRef {
+                                view: None,
+                                ..st.clone()
+                            });
+                        }
+                    }
+                }
+                stack.push(Item::V(v));
             }
             b'q' => {
                 let k = u32::from(r.u8()?);
@@ -570,6 +716,22 @@ pub fn parse(data: &[u8]) -> Res<Value> {
     }
 }
 
+/// A `LONG1` payload: an `Int` when it fits i64, else a `BigInt`.
+fn long1(b: &[u8]) -> Value {
+    let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
+    let fill = if negative { 0xffu8 } else { 0 };
+    // Bytes past the eighth that only repeat the sign still fit.
+    let fits =
+        b.len() <= 8 || (b[8..].iter().all(|&x| x == fill) && (b[7] & 0x80 != 0) == negative);
+    if !fits {
+        return Value::BigInt(b.to_vec());
+    }
+    let mut a = [fill; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    Value::Int(i64::from_le_bytes(a))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,5 +773,108 @@ mod tests {
             ]),
         )]);
         assert_eq!(v, want);
+    }
+
+    #[test]
+    fn parse_at_walks_concatenated_pickles() {
+        // The legacy header: magic number (wider than i64), protocol version.
+        let p = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.";
+        let a = parse_at(p, 0).unwrap();
+        assert_eq!(a.end, 15);
+        let want = vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+        assert_eq!(a.value, Value::BigInt(want));
+        let b = parse_at(p, a.end).unwrap();
+        assert_eq!((b.value, b.end), (Value::Int(1001), p.len()));
+        assert!(
+            matches!(parse_at(p, p.len()), Err(PickleError::Malformed(m)) if m.contains("truncated at byte 21"))
+        );
+        assert!(matches!(
+            parse_at(p, p.len() + 1),
+            Err(PickleError::Malformed(_))
+        ));
+        // parse still reads the first pickle of a buffer.
+        assert_eq!(parse(p).unwrap(), a.value);
+    }
+
+    #[test]
+    fn long1_widths() {
+        let one = |b: &[u8]| {
+            let mut p = vec![0x80, 2, 0x8a, b.len() as u8];
+            p.extend(b);
+            p.push(b'.');
+            parse(&p).unwrap()
+        };
+        assert_eq!(one(&[]), Value::Int(0));
+        assert_eq!(one(&[0xff]), Value::Int(-1));
+        assert_eq!(one(&[0xff; 9]), Value::Int(-1));
+        assert_eq!(
+            one(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0]),
+            Value::Int(i64::MAX)
+        );
+        let two63 = [0, 0, 0, 0, 0, 0, 0, 0x80, 0];
+        assert_eq!(one(&two63), Value::BigInt(two63.to_vec()));
+    }
+
+    #[test]
+    fn python2_strings_are_text() {
+        let p = b"\x80\x02(U\x02abT\x01\x00\x00\x00cU\x01\xffC\x01dt.";
+        assert_eq!(
+            parse(p).unwrap(),
+            Value::Tuple(vec![
+                Value::Str("ab".into()),
+                Value::Str("c".into()),
+                Value::Bytes(vec![0xff]),
+                Value::Bytes(b"d".to_vec()),
+            ])
+        );
+    }
+
+    #[test]
+    fn legacy_persistent_ids_and_the_storage_table() {
+        // [t(storage '1' viewed as ('2', 1, 3)), t(storage '1'), t(storage '5')]
+        let pid = |key: &[u8], view: &[u8]| {
+            let mut b = b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nHalfStorage\n".to_vec();
+            b.extend(key);
+            b.extend(b"X\x03\x00\x00\x00cpuK\x06");
+            b.extend(view);
+            b.extend(b"tQK\x00K\x01\x85K\x01\x85tR");
+            b
+        };
+        let mut p = b"\x80\x02(".to_vec();
+        p.extend(pid(
+            b"X\x01\x00\x00\x001",
+            b"(X\x01\x00\x00\x002K\x01K\x03t",
+        ));
+        p.extend(pid(b"X\x01\x00\x00\x001", b"N"));
+        p.extend(pid(b"K\x05", b"N"));
+        p.extend(b"l.");
+        let got = parse_at(&p, 0).unwrap();
+        let root = |key: &str| StorageRef {
+            dtype: StorageDtype::F16,
+            key: key.into(),
+            numel: 6,
+            view: None,
+        };
+        assert_eq!(got.storages, vec![root("1"), root("5")]);
+        let Value::List(ts) = &got.value else {
+            panic!("{:?}", got.value)
+        };
+        let Value::Tensor(t0) = &ts[0] else {
+            panic!("{:?}", ts[0])
+        };
+        assert_eq!(
+            t0.storage.view,
+            Some(StorageView {
+                key: "2".into(),
+                offset: 1,
+                numel: 3
+            })
+        );
+        // The same key with another size is malformed.
+        let from = b"cpuK\x06N";
+        let at = p.windows(from.len()).position(|w| w == from).unwrap();
+        p[at + 4] = 7;
+        let e = parse(&p).unwrap_err();
+        assert!(matches!(e, PickleError::Malformed(m) if m.contains("storage 1 is named as 6")));
     }
 }

@@ -10,11 +10,22 @@ usage: oracle.py parity ARCH OUT_DIR NUM_CLASSES
 
 usage: oracle.py badfiles OUT_DIR
     Writes files the loader must refuse: forbidden.pth (a torch-style zip whose
-    data.pkl calls os.system), legacy.pth (the pre-1.6 non-zip format),
-    wrong_shape.pth (a resnet18 state dict with one mis-shaped tensor),
+    data.pkl calls os.system), wrong_shape.pth (a resnet18 state dict with one mis-shaped tensor),
     resnet18_1000.pth (a plain 1000-class resnet18), nested.pth (the state
     dict under a "state_dict" key, with a non-contiguous tensor and a shared
-    storage).
+    storage), and legacy.pth (resnet18_1000.pth in the pre-1.6 non-zip
+    format, which must load the same).
+
+usage: oracle.py legacy OUT_DIR
+    Files for tests/legacy.rs (the legacy, pre-1.6 non-zip torch.save format):
+    dtypes_{legacy,legacy_p4,zip}.pth and dtypes.safetensors (one state dict
+    of every dtype, a 0-d, an empty, strided views and a shared storage;
+    contiguous copies in the safetensors), checkpoint_legacy.pth (that state
+    dict under "model" next to an optimizer state), args_legacy.pth (a
+    checkpoint holding an argparse.Namespace), mnv3_{legacy,zip}.pth (a
+    seeded, 1000-class mobilenet_v3_large with randomised BatchNorm) with
+    mnv3_io.safetensors {input, eval}, and mnv3_layout.txt ("pickle_end N"
+    for each of the file's five pickles, by pickletools, then "len N").
 
 usage: oracle.py params
     Prints "name count" per architecture (torchvision's count of the
@@ -163,6 +174,74 @@ def badfiles(out):
         z.writestr("archive/version", "3\n")
 
 
+def dtype_state_dict():
+    from collections import OrderedDict
+
+    g = torch.Generator().manual_seed(3)
+    sd = OrderedDict()
+    sd["f32"] = torch.randn(3, 4, generator=g)
+    sd["f64"] = torch.randn(5, generator=g, dtype=torch.float64)
+    sd["f16"] = torch.randn(2, 3, generator=g).half()
+    sd["bf16"] = torch.randn(4, generator=g).bfloat16()
+    sd["bn.num_batches_tracked"] = torch.tensor(7)
+    sd["i32"] = torch.randint(-1000, 1000, (6,), generator=g, dtype=torch.int32)
+    sd["i16"] = torch.randint(-1000, 1000, (2, 2), generator=g, dtype=torch.int16)
+    sd["i8"] = torch.randint(-100, 100, (3,), generator=g, dtype=torch.int8)
+    sd["u8"] = torch.randint(0, 255, (3,), generator=g, dtype=torch.uint8)
+    sd["bool"] = torch.tensor([True, False, True])
+    sd["scalar"] = torch.tensor(2.5)
+    sd["empty"] = torch.empty(0, 3)
+    sd["param"] = nn.Parameter(torch.randn(3, generator=g))
+    grid = torch.randn(6, 5, generator=g)
+    sd["transposed"] = grid.t()
+    sd["stepped"] = grid[1::2, 1:4]
+    base = torch.arange(40, dtype=torch.float32) * 0.5
+    sd["shared_a"] = base[:16]
+    sd["shared_b"] = base[16:]
+    sd["shared_c"] = base.view(5, 8)[1:4, 2:7]
+    return sd
+
+
+def legacy(out):
+    import argparse
+    import pickletools
+
+    sd = dtype_state_dict()
+    torch.save(sd, os.path.join(out, "dtypes_legacy.pth"), _use_new_zipfile_serialization=False)
+    torch.save(sd, os.path.join(out, "dtypes_legacy_p4.pth"), _use_new_zipfile_serialization=False,
+               pickle_protocol=4)
+    torch.save(sd, os.path.join(out, "dtypes_zip.pth"))
+    save_file({k: v.detach().contiguous() for k, v in sd.items()}, os.path.join(out, "dtypes.safetensors"))
+    # The state dict next to an optimizer state whose f64 buffers are
+    # storages in the same list (they must be skipped, not read).
+    opt = {"state": {i: {"momentum_buffer": torch.randn(7 + i, dtype=torch.float64)} for i in range(3)},
+           "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1, 2]}]}
+    torch.save({"epoch": 12, "model": sd, "optimizer": opt}, os.path.join(out, "checkpoint_legacy.pth"),
+               _use_new_zipfile_serialization=False)
+    torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": sd}, os.path.join(out, "args_legacy.pth"),
+               _use_new_zipfile_serialization=False)
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    model = build("mobilenet_v3_large", 1000)
+    randomise(model, g)
+    msd = model.state_dict()
+    path = os.path.join(out, "mnv3_legacy.pth")
+    torch.save(msd, path, _use_new_zipfile_serialization=False)
+    torch.save(msd, os.path.join(out, "mnv3_zip.pth"))
+    x = torch.randn(2, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        model.eval()
+        y = model(x)
+    save_file({"input": x, "eval": y}, os.path.join(out, "mnv3_io.safetensors"))
+    with open(path, "rb") as f, open(os.path.join(out, "mnv3_layout.txt"), "w") as lay:
+        for _ in range(5):
+            for _op in pickletools.genops(f):
+                pass
+            print("pickle_end", f.tell(), file=lay)
+        print("len", os.path.getsize(path), file=lay)
+
+
 def params(out=sys.stdout):
     for arch in ["resnet18", "resnet34", "resnet50", "efficientnet_b0", "efficientnet_b2", "mobilenet_v3_large"]:
         m = getattr(torchvision.models, arch)(weights=None)
@@ -178,6 +257,8 @@ if __name__ == "__main__":
         badfiles(sys.argv[2])
     elif cmd == "params":
         params()
+    elif cmd == "legacy":
+        legacy(sys.argv[2])
     elif cmd == "all":
         root = sys.argv[2]
         for spec in sys.argv[3:]:

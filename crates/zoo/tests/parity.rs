@@ -220,12 +220,20 @@ fn bad_and_odd_files() {
         other => panic!("expected ForbiddenGlobal, got {other:?}"),
     }
 
-    // Legacy non-zip format: a clear error.
-    let e = m.load_weights(&vs, &f("legacy.pth")).unwrap_err();
-    assert!(
-        matches!(&e, ZooError::BadFile { problem, .. } if problem.contains("legacy")),
-        "{e}"
-    );
+    // Legacy non-zip format: loads, and reads exactly like the zip copy.
+    let r = m.load_weights(&vs, &f("legacy.pth")).unwrap();
+    assert!(r.is_clean(), "{}", r.summary());
+    assert_eq!(r.loaded.len(), vs.variables().len());
+    let legacy = brigade_zoo::read_state_dict(&f("legacy.pth")).unwrap();
+    let zip = brigade_zoo::read_state_dict(&f("resnet18_1000.pth")).unwrap();
+    assert_eq!(legacy.len(), zip.len());
+    for ((k1, a), (k2, b)) in legacy.iter().zip(&zip) {
+        assert_eq!(k1, k2);
+        assert!(
+            a.kind() == b.kind() && a.equal(b),
+            "legacy.pth: {k1} differs"
+        );
+    }
 
     // Truncated zip.
     let full = std::fs::read(f("resnet18_1000.pth")).unwrap();
