@@ -130,4 +130,21 @@ fn pack_synthetic_food101_with_a_broken_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("quality"));
     assert!(!bad.exists());
+    // indexing flags with an index file (whose splits are fixed) are refused,
+    // not ignored
+    let out = brigade(&[
+        "pack",
+        index_path.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+        "--valid-pct",
+        "0.2",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--valid-pct") && stderr.contains("index file"),
+        "{stderr}"
+    );
+    assert!(!bad.exists());
 }

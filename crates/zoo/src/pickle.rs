@@ -19,6 +19,12 @@
 //! Limitation (documented, harmless for state dicts): the memo stores copies,
 //! so a container mutated after it was memoised is seen as it was when
 //! memoised by a later `BINGET`.
+//!
+//! Crafted pickles cannot exhaust memory or the thread's stack: containers
+//! nest at most [`MAX_DEPTH`] levels (dropping, cloning and walking a value
+//! recurse), and the copies the memo makes are capped at [`MAX_COPIED`]
+//! bytes (a list doubled through `BINGET` sixty times would otherwise ask
+//! for 2^60 values from a few hundred bytes of file).
 
 use std::collections::HashMap;
 
@@ -184,9 +190,48 @@ fn malformed<T>(msg: impl Into<String>) -> Res<T> {
 
 const MAX_STACK: usize = 1 << 20;
 
+/// Deepest nesting of containers a pickle may build (a state dict nests
+/// three or four levels; Python's own recursion limit is 1,000).
+pub const MAX_DEPTH: u32 = 1_000;
+
+/// Most bytes (counted as [`Value`] nodes plus their string payloads) the
+/// memo may copy while decoding one pickle: a state dict copies a few
+/// globals, strings and tensors per entry, megabytes at most.
+pub const MAX_COPIED: usize = 256 << 20;
+
+/// A stack entry: a value carries its nesting depth (0 for a scalar, one more
+/// than its deepest child for a container), so depth is checked in O(1).
 enum Item {
     Mark,
-    V(Value),
+    V(Value, u32),
+}
+
+fn leaf(v: Value) -> Item {
+    Item::V(v, 0)
+}
+
+/// The depth of a container whose deepest child has depth `child`.
+fn nest(child: u32) -> Res<u32> {
+    if child >= MAX_DEPTH {
+        return malformed(format!(
+            "containers nested deeper than {MAX_DEPTH} levels (a crafted file?)"
+        ));
+    }
+    Ok(child + 1)
+}
+
+/// Approximate heap bytes of a value: what copying it costs.
+fn weight(v: &Value) -> usize {
+    let node = std::mem::size_of::<Value>();
+    node + match v {
+        Value::BigInt(b) | Value::Bytes(b) => b.len(),
+        Value::Str(s) => s.len(),
+        Value::Tuple(xs) | Value::List(xs) => xs.iter().map(weight).sum(),
+        Value::Dict(kv) => kv.iter().map(|(k, v)| weight(k) + weight(v)).sum(),
+        Value::Storage(st) => st.key.len(),
+        Value::Tensor(t) => t.storage.key.len() + 8 * (t.size.len() + t.stride.len()),
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Global(_) => 0,
+    }
 }
 
 struct Reader<'a> {
@@ -446,33 +491,69 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
     }
     let mut r = Reader { data, pos: start };
     let mut stack: Vec<Item> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut memo: HashMap<u32, (Value, u32)> = HashMap::new();
+    let mut copied = 0usize;
     let mut storages: Vec<StorageRef> = Vec::new();
     let mut storage_index: HashMap<String, usize> = HashMap::new();
 
-    fn pop(stack: &mut Vec<Item>) -> Res<Value> {
+    fn pop_d(stack: &mut Vec<Item>) -> Res<(Value, u32)> {
         match stack.pop() {
-            Some(Item::V(v)) => Ok(v),
+            Some(Item::V(v, d)) => Ok((v, d)),
             Some(Item::Mark) => malformed("unexpected MARK on the stack"),
             None => malformed("pickle stack underflow"),
         }
     }
-    fn pop_mark(stack: &mut Vec<Item>) -> Res<Vec<Value>> {
+    fn pop(stack: &mut Vec<Item>) -> Res<Value> {
+        pop_d(stack).map(|(v, _)| v)
+    }
+    /// The values above the topmost MARK, and the deepest one's depth.
+    fn pop_mark(stack: &mut Vec<Item>) -> Res<(Vec<Value>, u32)> {
         let Some(m) = stack.iter().rposition(|i| matches!(i, Item::Mark)) else {
             return malformed("no MARK on the stack");
         };
         let items = stack.split_off(m + 1);
         stack.pop();
-        Ok(items
+        let mut deepest = 0;
+        let values = items
             .into_iter()
-            .filter_map(|i| if let Item::V(v) = i { Some(v) } else { None })
-            .collect())
+            .filter_map(|i| match i {
+                Item::V(v, d) => {
+                    deepest = deepest.max(d);
+                    Some(v)
+                }
+                Item::Mark => None,
+            })
+            .collect();
+        Ok((values, deepest))
     }
-    fn top(stack: &mut [Item]) -> Res<&mut Value> {
+    fn top(stack: &mut [Item]) -> Res<(&mut Value, &mut u32)> {
         match stack.last_mut() {
-            Some(Item::V(v)) => Ok(v),
+            Some(Item::V(v, d)) => Ok((v, d)),
             _ => malformed("expected a value on top of the stack"),
         }
+    }
+    /// Copies a value for the memo or `DUP`, within the [`MAX_COPIED`] budget.
+    fn copy(v: &Value, depth: u32, copied: &mut usize) -> Res<(Value, u32)> {
+        *copied = copied.saturating_add(weight(v));
+        if *copied > MAX_COPIED {
+            return malformed(format!(
+                "the pickle copies more than {} MiB through its memo (a crafted file?)",
+                MAX_COPIED >> 20
+            ));
+        }
+        Ok((v.clone(), depth))
+    }
+    /// Adds `items` (of depth at most `child`) to the container on top.
+    fn extend_top(
+        stack: &mut [Item],
+        items: Vec<Value>,
+        child: u32,
+        add: fn(&mut Value, Vec<Value>) -> Res<()>,
+    ) -> Res<()> {
+        let (target, depth) = top(stack)?;
+        add(target, items)?;
+        *depth = (*depth).max(nest(child)?);
+        Ok(())
     }
     fn set_items(target: &mut Value, items: Vec<Value>) -> Res<()> {
         let Value::Dict(d) = target else {
@@ -519,82 +600,85 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
                 });
             }
             b'(' => stack.push(Item::Mark),
-            b'}' => stack.push(Item::V(Value::Dict(Vec::new()))),
-            b']' => stack.push(Item::V(Value::List(Vec::new()))),
-            b')' => stack.push(Item::V(Value::Tuple(Vec::new()))),
+            b'}' => stack.push(Item::V(Value::Dict(Vec::new()), 1)),
+            b']' => stack.push(Item::V(Value::List(Vec::new()), 1)),
+            b')' => stack.push(Item::V(Value::Tuple(Vec::new()), 1)),
             b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Item::V(Value::Tuple(items)));
+                let (items, d) = pop_mark(&mut stack)?;
+                stack.push(Item::V(Value::Tuple(items), nest(d)?));
             }
             b'l' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Item::V(Value::List(items)));
+                let (items, d) = pop_mark(&mut stack)?;
+                stack.push(Item::V(Value::List(items), nest(d)?));
             }
             b'd' => {
-                let items = pop_mark(&mut stack)?;
-                let mut d = Value::Dict(Vec::new());
-                set_items(&mut d, items)?;
-                stack.push(Item::V(d));
+                let (items, d) = pop_mark(&mut stack)?;
+                let mut dict = Value::Dict(Vec::new());
+                set_items(&mut dict, items)?;
+                stack.push(Item::V(dict, nest(d)?));
             }
             0x85..=0x87 => {
                 let n = usize::from(op - 0x84);
                 let mut items = Vec::with_capacity(n);
+                let mut deepest = 0;
                 for _ in 0..n {
-                    items.push(pop(&mut stack)?);
+                    let (v, d) = pop_d(&mut stack)?;
+                    deepest = deepest.max(d);
+                    items.push(v);
                 }
                 items.reverse();
-                stack.push(Item::V(Value::Tuple(items)));
+                stack.push(Item::V(Value::Tuple(items), nest(deepest)?));
             }
             b'J' => {
                 let v = r.u32()? as i32;
-                stack.push(Item::V(Value::Int(i64::from(v))));
+                stack.push(leaf(Value::Int(i64::from(v))));
             }
             b'K' => {
                 let v = r.u8()?;
-                stack.push(Item::V(Value::Int(i64::from(v))));
+                stack.push(leaf(Value::Int(i64::from(v))));
             }
             b'M' => {
                 let v = r.u16()?;
-                stack.push(Item::V(Value::Int(i64::from(v))));
+                stack.push(leaf(Value::Int(i64::from(v))));
             }
             0x8a => {
                 let n = usize::from(r.u8()?);
                 let b = r.take(n)?;
-                stack.push(Item::V(long1(b)));
+                stack.push(leaf(long1(b)));
             }
             b'G' => {
                 let b = r.take(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
-                stack.push(Item::V(Value::Float(f64::from_be_bytes(a))));
+                stack.push(leaf(Value::Float(f64::from_be_bytes(a))));
             }
-            b'N' => stack.push(Item::V(Value::None)),
-            0x88 => stack.push(Item::V(Value::Bool(true))),
-            0x89 => stack.push(Item::V(Value::Bool(false))),
+            b'N' => stack.push(leaf(Value::None)),
+            0x88 => stack.push(leaf(Value::Bool(true))),
+            0x89 => stack.push(leaf(Value::Bool(false))),
             b'X' => {
                 let n = r.u32()? as usize;
                 let s = r.utf8(n)?;
-                stack.push(Item::V(Value::Str(s)));
+                stack.push(leaf(Value::Str(s)));
             }
             0x8c => {
                 let n = usize::from(r.u8()?);
                 let s = r.utf8(n)?;
-                stack.push(Item::V(Value::Str(s)));
+                stack.push(leaf(Value::Str(s)));
             }
             0x8d => {
                 let n = usize::try_from(r.u64()?).or_else(|_| malformed("string too long"))?;
                 let s = r.utf8(n)?;
-                stack.push(Item::V(Value::Str(s)));
+                stack.push(leaf(Value::Str(s)));
             }
             b'B' => {
                 let n = r.u32()? as usize;
                 let b = r.take(n)?.to_vec();
-                stack.push(Item::V(Value::Bytes(b)));
+                stack.push(leaf(Value::Bytes(b)));
             }
             b'C' => {
                 let n = usize::from(r.u8()?);
                 let b = r.take(n)?.to_vec();
-                stack.push(Item::V(Value::Bytes(b)));
+                stack.push(leaf(Value::Bytes(b)));
             }
             // Python 2 `str`: text when it is UTF-8, as torch.load decodes it.
             b'T' | b'U' => {
@@ -604,7 +688,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
                     usize::from(r.u8()?)
                 };
                 let b = r.take(n)?.to_vec();
-                stack.push(Item::V(match String::from_utf8(b) {
+                stack.push(leaf(match String::from_utf8(b) {
                     Ok(s) => Value::Str(s),
                     Err(e) => Value::Bytes(e.into_bytes()),
                 }));
@@ -612,7 +696,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
             b'c' => {
                 let module = r.line()?.to_string();
                 let name = r.line()?.to_string();
-                stack.push(Item::V(Value::Global(resolve_global(&module, &name)?)));
+                stack.push(leaf(Value::Global(resolve_global(&module, &name)?)));
             }
             0x93 => {
                 let name = pop(&mut stack)?;
@@ -620,15 +704,16 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
                 let (Value::Str(module), Value::Str(name)) = (module, name) else {
                     return malformed("STACK_GLOBAL on non-strings");
                 };
-                stack.push(Item::V(Value::Global(resolve_global(&module, &name)?)));
+                stack.push(leaf(Value::Global(resolve_global(&module, &name)?)));
             }
             b'R' => {
-                let args = pop(&mut stack)?;
+                let (args, depth) = pop_d(&mut stack)?;
                 let func = pop(&mut stack)?;
                 let Value::Global(g) = func else {
                     return malformed(format!("REDUCE on a {}", kind_name(&func)));
                 };
-                stack.push(Item::V(call(g, args)?));
+                // The result holds at most what its arguments held.
+                stack.push(Item::V(call(g, args)?, depth));
             }
             b'b' => {
                 // BUILD: sets object state (e.g. the OrderedDict's `_metadata`); ignored.
@@ -658,43 +743,42 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
                         }
                     }
                 }
-                stack.push(Item::V(v));
+                stack.push(leaf(v));
             }
-            b'q' => {
-                let k = u32::from(r.u8()?);
-                memo.insert(k, top(&mut stack)?.clone());
-            }
-            b'r' => {
-                let k = r.u32()?;
-                memo.insert(k, top(&mut stack)?.clone());
-            }
-            0x94 => {
-                let k = u32::try_from(memo.len()).or_else(|_| malformed("memo overflow"))?;
-                memo.insert(k, top(&mut stack)?.clone());
+            b'q' | b'r' | 0x94 => {
+                let k = match op {
+                    b'q' => u32::from(r.u8()?),
+                    b'r' => r.u32()?,
+                    _ => u32::try_from(memo.len()).or_else(|_| malformed("memo overflow"))?,
+                };
+                let (v, d) = top(&mut stack)?;
+                let entry = copy(v, *d, &mut copied)?;
+                memo.insert(k, entry);
             }
             b'h' | b'j' => {
                 let k = if op == b'h' { u32::from(r.u8()?) } else { r.u32()? };
-                let Some(v) = memo.get(&k) else {
+                let Some((v, d)) = memo.get(&k) else {
                     return malformed(format!("memo key {k} is not defined"));
                 };
-                stack.push(Item::V(v.clone()));
+                let (v, d) = copy(v, *d, &mut copied)?;
+                stack.push(Item::V(v, d));
             }
             b's' => {
-                let v = pop(&mut stack)?;
-                let k = pop(&mut stack)?;
-                set_items(top(&mut stack)?, vec![k, v])?;
+                let (v, dv) = pop_d(&mut stack)?;
+                let (k, dk) = pop_d(&mut stack)?;
+                extend_top(&mut stack, vec![k, v], dk.max(dv), set_items)?;
             }
             b'u' => {
-                let items = pop_mark(&mut stack)?;
-                set_items(top(&mut stack)?, items)?;
+                let (items, d) = pop_mark(&mut stack)?;
+                extend_top(&mut stack, items, d, set_items)?;
             }
             b'a' => {
-                let v = pop(&mut stack)?;
-                append(top(&mut stack)?, vec![v])?;
+                let (v, d) = pop_d(&mut stack)?;
+                extend_top(&mut stack, vec![v], d, append)?;
             }
             b'e' => {
-                let items = pop_mark(&mut stack)?;
-                append(top(&mut stack)?, items)?;
+                let (items, d) = pop_mark(&mut stack)?;
+                extend_top(&mut stack, items, d, append)?;
             }
             b'0' => {
                 stack.pop().ok_or_else(|| PickleError::Malformed("POP on an empty stack".into()))?;
@@ -703,8 +787,9 @@ pub fn parse_at(data: &[u8], start: usize) -> Res<Parsed> {
                 pop_mark(&mut stack)?;
             }
             b'2' => {
-                let v = top(&mut stack)?.clone();
-                stack.push(Item::V(v));
+                let (v, d) = top(&mut stack)?;
+                let (v, d) = copy(v, *d, &mut copied)?;
+                stack.push(Item::V(v, d));
             }
             other => {
                 return malformed(format!(
@@ -794,6 +879,69 @@ mod tests {
         ));
         // parse still reads the first pickle of a buffer.
         assert_eq!(parse(p).unwrap(), a.value);
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let nested = |levels: usize| {
+            let mut p = b"\x80\x02N".to_vec();
+            p.extend(std::iter::repeat_n(0x85u8, levels)); // TUPLE1
+            p.push(b'.');
+            p
+        };
+        let mut v = parse(&nested(MAX_DEPTH as usize)).unwrap();
+        let mut levels = 0;
+        while let Value::Tuple(mut xs) = v {
+            levels += 1;
+            v = xs.pop().unwrap();
+        }
+        assert_eq!((levels, v), (MAX_DEPTH, Value::None));
+        // A million levels from a megabyte: refused before it could overflow
+        // the stack when dropped.
+        let err = parse(&nested(1 << 20)).unwrap_err();
+        assert!(
+            matches!(&err, PickleError::Malformed(m) if m.contains("nested deeper than 1000")),
+            "{err:?}"
+        );
+        // Depth also grows through APPENDS into a list: [[[...]]].
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', MAX_DEPTH as usize + 1));
+        p.extend(std::iter::repeat_n(b'a', MAX_DEPTH as usize));
+        p.push(b'.');
+        assert!(matches!(parse(&p), Err(PickleError::Malformed(m)) if m.contains("nested deeper")));
+    }
+
+    #[test]
+    fn memo_copies_are_capped() {
+        // x = []; then 64 times: x = [x, x] through BINGET: 2^64 values.
+        let mut p = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..64 {
+            p.extend_from_slice(b"0(h\x00h\x00lq\x00");
+        }
+        p.push(b'.');
+        let err = parse(&p).unwrap_err();
+        assert!(
+            matches!(&err, PickleError::Malformed(m) if m.contains("copies more than 256 MiB")),
+            "{err:?}"
+        );
+        // Ten doublings are fine and come out right.
+        let mut p = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..10 {
+            p.extend_from_slice(b"0(h\x00h\x00lq\x00");
+        }
+        p.push(b'.');
+        let mut v = parse(&p).unwrap();
+        let mut levels = 0;
+        while let Value::List(xs) = v {
+            if xs.is_empty() {
+                break;
+            }
+            assert_eq!(xs.len(), 2);
+            assert_eq!(xs[0], xs[1]);
+            levels += 1;
+            v = xs.into_iter().next().unwrap();
+        }
+        assert_eq!(levels, 10);
     }
 
     #[test]

@@ -5,20 +5,50 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use brigade_index::{Index, IndexOptions, Report, Severity, Split};
 
+/// How a dataset folder is indexed: the flags `brigade index` and `brigade
+/// pack` share.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct IndexFlags {
+    /// Fraction of each class's training images held out for validation
+    /// (when the layout has no validation split of its own)
+    #[arg(long, default_value_t = IndexFlags::default().valid_pct)]
+    pub valid_pct: f64,
+    /// Seed of the hold-out and the sample
+    #[arg(long, default_value_t = IndexFlags::default().seed)]
+    pub seed: u64,
+    /// Fraction of each class and split kept (e.g. 0.25)
+    #[arg(long, default_value_t = IndexFlags::default().sample_frac)]
+    pub sample_frac: f64,
+}
+
+impl Default for IndexFlags {
+    fn default() -> Self {
+        Self {
+            valid_pct: 0.0,
+            seed: 42,
+            sample_frac: 1.0,
+        }
+    }
+}
+
+impl IndexFlags {
+    /// The index options these flags ask for.
+    pub fn options(&self) -> IndexOptions {
+        IndexOptions {
+            valid_pct: self.valid_pct,
+            seed: self.seed,
+            sample_frac: self.sample_frac,
+        }
+    }
+}
+
 /// Arguments of `brigade index`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dataset folder (Food-101 official or fastai layout, or an ImageFolder)
     pub data: PathBuf,
-    /// Fraction of each class's training images held out for validation
-    #[arg(long, default_value_t = 0.0)]
-    pub valid_pct: f64,
-    /// Seed of the hold-out and the sample
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Fraction of each class and split kept (e.g. 0.25)
-    #[arg(long, default_value_t = 1.0)]
-    pub sample_frac: f64,
+    #[command(flatten)]
+    pub index: IndexFlags,
     /// Write the index file here
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -29,12 +59,7 @@ pub struct Args {
 
 /// Runs `brigade index`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let opts = IndexOptions {
-        valid_pct: args.valid_pct,
-        seed: args.seed,
-        sample_frac: args.sample_frac,
-    };
-    let (index, report) = Index::build(&args.data, &opts)
+    let (index, report) = Index::build(&args.data, &args.index.options())
         .with_context(|| format!("indexing {}", args.data.display()))?;
     if let Some(out) = &args.out {
         index

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use brigade_index::{Index, IndexOptions};
+use brigade_index::Index;
 use brigade_store::{pack, skipped_path, PackOptions, Side, StoreError, StoreFormat};
 
 /// Which side `--max-side` bounds.
@@ -49,15 +49,9 @@ pub struct Args {
     /// Worker threads (default: one per core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// When indexing DATA: fraction of each class's training images held out for validation
-    #[arg(long, default_value_t = 0.0)]
-    pub valid_pct: f64,
-    /// When indexing DATA: seed of the hold-out and the sample
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// When indexing DATA: fraction of each class and split kept
-    #[arg(long, default_value_t = 1.0)]
-    pub sample_frac: f64,
+    /// How DATA is indexed when it is a folder
+    #[command(flatten)]
+    pub index: super::index::IndexFlags,
     /// Also save the index the store was packed from (for `Store::open_for`)
     #[arg(long)]
     pub save_index: Option<PathBuf>,
@@ -69,15 +63,17 @@ pub struct Args {
 /// Runs `brigade pack`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let index = if args.data.is_file() {
+        if args.index != super::index::IndexFlags::default() {
+            anyhow::bail!(
+                "--valid-pct, --seed and --sample-frac apply when DATA is a folder; {} is an \
+                 index file, whose splits are already fixed (re-index the folder instead)",
+                args.data.display()
+            );
+        }
         Index::load(&args.data)
             .with_context(|| format!("reading the index {}", args.data.display()))?
     } else {
-        let opts = IndexOptions {
-            valid_pct: args.valid_pct,
-            seed: args.seed,
-            sample_frac: args.sample_frac,
-        };
-        let (index, report) = Index::build(&args.data, &opts)
+        let (index, report) = Index::build(&args.data, &args.index.options())
             .with_context(|| format!("indexing {}", args.data.display()))?;
         let excluded = report.excluded().count();
         if excluded > 0 {
