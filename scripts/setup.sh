@@ -13,6 +13,7 @@ set -euo pipefail
 
 TORCH_VERSION="2.11.0"
 TORCHVISION_VERSION="0.26.0"
+TIMM_VERSION="1.0.31"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/brigade"
 VENV="${BRIGADE_VENV:-$CACHE_ROOT/venv-torch-$TORCH_VERSION}"
 PY="$VENV/bin/python"
@@ -58,6 +59,13 @@ print("torch", torch.__version__, "torchvision", torchvision.__version__,
       "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI)
 EOF
   touch "$STAMP"
+fi
+
+# timm: the oracle for weight files as timm publishes them (pure Python; its
+# torch requirement is already met, so pip leaves torch alone).
+if ! "$PY" -c 'import timm' 2>/dev/null; then
+  log "installing timm==$TIMM_VERSION (test oracle for timm-published weights)"
+  "$PY" -m pip install --quiet "timm==$TIMM_VERSION" >&2
 fi
 
 if [ "$want_cuda" = 1 ] &&

@@ -123,57 +123,67 @@ pub fn index_dataset(
     Ok((index, report))
 }
 
+/// Decodes an image file to upright RGB8 with the pixels crate (every format,
+/// colour model and EXIF orientation the loader reads).
+fn decode_file(path: &Path) -> Result<brigade_pixels::RgbImage, PipelineError> {
+    let bytes = std::fs::read(path).map_err(|source| PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut img = brigade_pixels::RgbImage::new(0, 0);
+    brigade_pixels::Decoder::new()
+        .decode(&bytes, &mut img)
+        .map_err(|e| PipelineError::Decode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok(img)
+}
+
 /// Decodes an image file to RGB8, centre-crops the shorter side and resizes to `side`².
 pub fn decode_square(path: &Path, side: u32) -> Result<Vec<u8>, PipelineError> {
-    let img = image::open(path).map_err(|e| PipelineError::Decode {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
+    let img = decode_file(path)?;
+    let (w, h) = (img.width, img.height);
     let s = w.min(h);
-    if s == 0 {
+    let rgb = image::RgbImage::from_raw(w, h, img.data).filter(|_| s > 0);
+    let Some(rgb) = rgb else {
         return Err(PipelineError::Decode {
             path: path.to_path_buf(),
-            message: "empty image".into(),
+            message: format!("unusable decoded image of {w}x{h}"),
         });
-    }
+    };
     let crop = image::imageops::crop_imm(&rgb, (w - s) / 2, (h - s) / 2, s, s).to_image();
     let out = image::imageops::resize(&crop, side, side, image::imageops::FilterType::Triangle);
     Ok(out.into_raw())
 }
 
-/// Eval preprocessing: decode, resize the shorter side to `round(size * ratio)`
-/// (antialiased), centre crop `size`² (256 → 224 for ImageNet models).
+/// Decodes one image file (every format and orientation the pixels crate
+/// reads, upright RGB8) and applies the eval preprocessing of the streamed
+/// evaluation (`loaded::eval_pipeline`: torchvision's `Resize(round(size ·
+/// ratio))` then `CenterCrop(size)`, sizes and offsets rounded as
+/// torchvision does); returns `size² · 3` HWC bytes.
 pub fn decode_eval(path: &Path, size: u32, ratio: f64) -> Result<Vec<u8>, PipelineError> {
-    let img = image::open(path).map_err(|e| PipelineError::Decode {
+    let decode_error = |message: String| PipelineError::Decode {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    if w == 0 || h == 0 {
-        return Err(PipelineError::Decode {
-            path: path.to_path_buf(),
-            message: "empty image".into(),
-        });
-    }
-    let short = ((size as f64 * ratio).round() as u32).max(size);
-    let (nw, nh) = if w <= h {
-        (
-            short,
-            ((h as f64 * short as f64 / w as f64).round() as u32).max(size),
-        )
-    } else {
-        (
-            ((w as f64 * short as f64 / h as f64).round() as u32).max(size),
-            short,
-        )
+        message,
     };
-    let resized = image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle);
-    let crop = image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size)
-        .to_image();
-    Ok(crop.into_raw())
+    let img = decode_file(path)?;
+    let pipeline = crate::loaded::eval_pipeline(ratio, TtaMode::None)
+        .map_err(|e| decode_error(e.to_string()))?;
+    let full = (img.width, img.height);
+    let mut out = vec![0u8; size as usize * size as usize * 3];
+    pipeline
+        .apply(
+            img.view(),
+            brigade_augment::Rect::full(full),
+            full,
+            (size, size),
+            brigade_augment::SampleSeed::default(),
+            &mut brigade_augment::Scratch::new(),
+            &mut out,
+        )
+        .map_err(|e| decode_error(e.to_string()))?;
+    Ok(out)
 }
 
 /// The evaluation views of `split` ([`crate::loaded::tta_views`]): the

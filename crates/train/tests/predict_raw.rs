@@ -104,3 +104,163 @@ fn raw_torchvision_and_safetensors_weights_predict_like_torchvision() {
         }
     }
 }
+
+/// timm's own publishing code (`timm.models.save_for_hf`, what the Hugging
+/// Face `timm/*` repos hold: `model.safetensors` and `pytorch_model.bin`, timm
+/// key names) for the timm architectures the zoo reads, against timm's own
+/// forward pass on the same photo and preprocessing.
+const TIMM_ORACLE: &str = r#"
+import json, os, sys
+import torch, timm
+import torchvision.transforms as T
+from PIL import Image
+import sklearn.datasets
+out = sys.argv[1]
+# A 256 x 256 PNG of the photo, so both sides see the same pixels: Resize(256)
+# is then the identity and CenterCrop(224) an exact copy. Untrained networks
+# are not smooth: last-bit pixel differences (JPEG decoders, resampler
+# rounding; tested on their own elsewhere) move their probabilities by up to
+# 0.1, which would hide what this test checks (weights and architecture).
+photo = os.path.join(out, "china-256.png")
+src = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images", "china.jpg")
+T.CenterCrop(256)(T.Resize(256)(Image.open(src).convert("RGB"))).save(photo)
+tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+x = tf(Image.open(photo).convert("RGB")).unsqueeze(0)
+images = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
+calib = [Image.open(os.path.join(images, f)).convert("RGB") for f in ("china.jpg", "flower.jpg")]
+torch.manual_seed(11)
+crops = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                   T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+res = {"photo": photo, "models": {}}
+for name in sys.argv[2:]:
+    torch.manual_seed(7)
+    m = timm.create_model(name, pretrained=False, num_classes=4)
+    # Calibrate the BatchNorm statistics on crops of real photos, as training
+    # would: eval-mode activations are then neither zero nor exploding.
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = None
+            torch.nn.init.uniform_(mod.weight, 0.5, 1.5)
+    m.train()
+    with torch.no_grad():
+        for _ in range(2):
+            m(torch.stack([crops(calib[i % 2]) for i in range(8)]))
+    m.eval()
+    with torch.no_grad():
+        logits = m(x)[0]
+        head = m.get_classifier()
+        s = 1.5 / float(logits.std())
+        head.weight.mul_(s)
+        head.bias.mul_(s)
+        p = torch.softmax(m(x)[0], -1).tolist()
+    timm.models.save_for_hf(m, os.path.join(out, name), safe_serialization="both")
+    res["models"][name] = p
+print(json.dumps(res))
+"#;
+
+#[test]
+fn timm_published_weights_predict_like_timm() {
+    let d = tempfile::tempdir().unwrap();
+    let py = std::env::var("BRIGADE_PYTHON").unwrap_or_else(|_| "python3".into());
+    // timm name -> brigade arch
+    let archs = [
+        ("resnet18", "resnet18"),
+        ("resnet50d", "resnet50d"),
+        ("efficientnet_b0", "efficientnet_b0"),
+    ];
+    let mut cmd = Command::new(&py);
+    cmd.args(["-c", TIMM_ORACLE, d.path().to_str().unwrap()]);
+    cmd.args(archs.iter().map(|a| a.0));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py} ({e}): run through scripts/with-env.sh"));
+    assert!(
+        out.status.success(),
+        "timm oracle failed (timm comes with scripts/setup.sh):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let photo = Path::new(v["photo"].as_str().unwrap()).to_path_buf();
+    for (timm_name, arch) in archs {
+        let want: Vec<f64> = v["models"][timm_name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(want.len(), 4);
+        // the oracle's probabilities are spread, so the comparison means something
+        let max = want.iter().cloned().fold(0.0, f64::max);
+        assert!(max < 0.97, "{timm_name}: saturated oracle {want:?}");
+        for file in ["model.safetensors", "pytorch_model.bin"] {
+            let preds = predict::predict(&predict::Args {
+                weights: d.path().join(timm_name).join(file),
+                images: vec![photo.clone()],
+                json: true,
+                arch: Some(arch.into()),
+                num_classes: Some(4),
+                classes: None,
+                size: None,
+                top: 4,
+                device: brigade_train::config::DeviceChoice::Cpu,
+            })
+            .unwrap_or_else(|e| panic!("{timm_name}/{file}: {e:#}"));
+            let top = &preds[0].top;
+            assert_eq!(top.len(), 4);
+            for g in top {
+                let w = want[g.class as usize];
+                assert!(
+                    (g.prob - w).abs() < 1e-3,
+                    "{timm_name}/{file}: class {} prob {} vs timm {w} (all: {want:?})",
+                    g.class,
+                    g.prob
+                );
+            }
+        }
+    }
+}
+
+/// `decode_eval` (what `predict` and the in-memory eval split see) against
+/// torchvision's `Resize(256)` + `CenterCrop(224)` on a 640 x 427 photo: the
+/// size and crop-offset rounding must be torchvision's (a 384-wide resize
+/// instead of 383 shifts every pixel by half a column).
+#[test]
+fn eval_preprocessing_matches_torchvision() {
+    let d = tempfile::tempdir().unwrap();
+    let py = std::env::var("BRIGADE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import os, sys
+import numpy as np
+import torchvision.transforms as T
+from PIL import Image
+import sklearn.datasets
+out = sys.argv[1]
+src = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images", "china.jpg")
+img = Image.open(src).convert("RGB")
+img.save(os.path.join(out, "china.png"))
+want = np.asarray(T.CenterCrop(224)(T.Resize(256)(img)))
+open(os.path.join(out, "want.rgb"), "wb").write(want.tobytes())
+"#;
+    let out = Command::new(&py)
+        .args(["-c", script, d.path().to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py} ({e}): run through scripts/with-env.sh"));
+    assert!(
+        out.status.success(),
+        "oracle failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(d.path().join("want.rgb")).unwrap();
+    let got = brigade_train::pipeline::decode_eval(&d.path().join("china.png"), 224, 256.0 / 224.0)
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    let diffs: Vec<i32> = got
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+        .collect();
+    let max = diffs.iter().copied().max().unwrap();
+    let mean = diffs.iter().map(|&x| f64::from(x)).sum::<f64>() / diffs.len() as f64;
+    assert!(max <= 2 && mean < 0.2, "max {max}, mean {mean:.3}");
+}

@@ -521,10 +521,22 @@ impl Model {
         report.unexpected = unexpected;
 
         if report.loaded.is_empty() {
+            // timm's EfficientNet-style names that we could not map: say what
+            // is supported rather than only listing names.
+            let hint = if file_map.contains_key("conv_stem.weight") {
+                "; the file uses timm's EfficientNet/MobileNet names (conv_stem, blocks.*): \
+                 brigade maps them for timm's efficientnet_b0/b2 only (for mobilenet_v3_large \
+                 use torchvision's weights, e.g. `brigade weights fetch mobilenet_v3_large`)"
+            } else {
+                ""
+            };
             return Err(ZooError::Mismatch {
                 path: source.to_path_buf(),
                 arch: self.arch.to_string(),
-                summary: format!("no key matches (wrong architecture?): {}", report.summary()),
+                summary: format!(
+                    "no key matches (wrong architecture?): {}{hint}",
+                    report.summary()
+                ),
             });
         }
         if opts.strict && !report.is_clean() {

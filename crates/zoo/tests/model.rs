@@ -230,3 +230,29 @@ fn bad_inputs_are_errors_naming_the_problem_not_panics() {
         .unwrap();
     assert_eq!(ok.size(), [1, 5]);
 }
+
+#[test]
+fn timm_names_we_cannot_map_get_a_hint() {
+    // timm's mobilenetv3_large_100 names (conv_stem, blocks.*, conv_head):
+    // nothing fits torchvision's mobilenet_v3_large, and the error says what
+    // is supported instead of only listing names.
+    let (vs, m) = build(Arch::MobilenetV3Large, 1000, HeadKind::Linear);
+    let sd = vec![
+        (
+            "conv_stem.weight".to_string(),
+            Tensor::zeros([16, 3, 3, 3], (Kind::Float, Device::Cpu)),
+        ),
+        (
+            "blocks.0.0.conv_dw.weight".to_string(),
+            Tensor::zeros([16, 1, 3, 3], (Kind::Float, Device::Cpu)),
+        ),
+    ];
+    let path = std::path::Path::new("mobilenetv3_large_100.safetensors");
+    let err = m
+        .load_state_dict(&vs, sd, path, brigade_zoo::LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no key matches"), "{err}");
+    assert!(err.contains("timm's EfficientNet/MobileNet names"), "{err}");
+    assert!(err.contains("mobilenetv3_large_100.safetensors"), "{err}");
+}
