@@ -60,6 +60,10 @@ pub enum ProblemKind {
     NotAnImage,
     /// A file outside any class folder (ImageFolder layout): not indexed.
     OutsideClassFolder,
+    /// A class (the problem's path is its name) with no image in a split
+    /// that has images (e.g. an empty class folder, a class only in `test/`):
+    /// a warning; the class keeps its id.
+    ClassWithoutImages { split: Split },
 }
 
 impl ProblemKind {
@@ -70,16 +74,21 @@ impl ProblemKind {
             | ProblemKind::Duplicate { .. }
             | ProblemKind::Unlisted
             | ProblemKind::NotAnImage
-            | ProblemKind::OutsideClassFolder => Severity::Warning,
+            | ProblemKind::OutsideClassFolder
+            | ProblemKind::ClassWithoutImages { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }
 
     /// Whether the file (or line) with this problem is left out of the index.
     /// Everything except an extension mismatch is left out (a duplicate
-    /// listing is left out; its first listing is kept).
+    /// listing is left out; its first listing is kept); a class without
+    /// images concerns no file.
     pub fn excluded(&self) -> bool {
-        !matches!(self, ProblemKind::ExtensionMismatch { .. })
+        !matches!(
+            self,
+            ProblemKind::ExtensionMismatch { .. } | ProblemKind::ClassWithoutImages { .. }
+        )
     }
 
     /// Short stable name (the JSON `kind` tag).
@@ -99,6 +108,7 @@ impl ProblemKind {
             ProblemKind::BadListLine { .. } => "bad_list_line",
             ProblemKind::NotAnImage => "not_an_image",
             ProblemKind::OutsideClassFolder => "outside_class_folder",
+            ProblemKind::ClassWithoutImages { .. } => "class_without_images",
         }
     }
 }
@@ -152,6 +162,9 @@ impl fmt::Display for ProblemKind {
             ProblemKind::NotAnImage => f.write_str("not an image file extension (not indexed)"),
             ProblemKind::OutsideClassFolder => {
                 f.write_str("file outside any class folder (not indexed)")
+            }
+            ProblemKind::ClassWithoutImages { split } => {
+                write!(f, "class has no images in the {} split", split.name())
             }
         }
     }

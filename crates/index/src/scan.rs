@@ -192,6 +192,24 @@ pub(crate) fn build(root: &Path, opts: &IndexOptions) -> Result<(Index, Report),
     let sampled_out = n_valid - kept.len();
     let mut samples = kept;
     hold_out(&mut samples, listing.classes.len(), opts);
+    for split in Split::ALL {
+        let mut counts = vec![0usize; listing.classes.len()];
+        for s in samples.iter().filter(|s| s.split == split) {
+            if let Some(c) = counts.get_mut(s.class as usize) {
+                *c += 1;
+            }
+        }
+        // Only splits that exist: a dataset without a test split is fine.
+        if counts.iter().all(|&c| c == 0) {
+            continue;
+        }
+        for (class, _) in counts.iter().enumerate().filter(|(_, &c)| c == 0) {
+            listing.problems.push(Problem {
+                path: PathBuf::from(&listing.classes[class]),
+                kind: ProblemKind::ClassWithoutImages { split },
+            });
+        }
+    }
 
     listing.problems.sort_by(|a, b| {
         a.path

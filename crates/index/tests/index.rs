@@ -136,7 +136,35 @@ fn image_folder_flat_and_split_dirs() {
     assert_eq!(index.class_counts(Split::Train), [0, 1, 1]);
     assert_eq!(index.class_counts(Split::Valid), [0, 1, 0]);
     assert_eq!(index.class_counts(Split::Test), [1, 0, 1]);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // each class missing from a split that exists is a warning, not an error
+    let missing: Vec<(String, &str)> = report
+        .problems
+        .iter()
+        .map(|p| match p.kind {
+            ProblemKind::ClassWithoutImages { split } => {
+                (p.path.display().to_string(), split.name())
+            }
+            ref other => panic!("unexpected problem {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            ("bird".to_string(), "train"),
+            ("bird".to_string(), "valid"),
+            ("cat".to_string(), "test"),
+            ("dog".to_string(), "valid"),
+        ]
+    );
+    assert_eq!(report.excluded().count(), 0);
+    assert!(report
+        .problems
+        .iter()
+        .all(|p| p.kind.severity() == brigade_index::Severity::Warning));
+    assert_eq!(
+        report.problems[0].to_string(),
+        "warning: bird: class has no images in the train split"
+    );
     // Hugging Face exports name it `validation`
     let hf = dir.path().join("hf");
     write_img(&hf.join("train/cat/1.jpg"), 10, 8);
@@ -145,7 +173,22 @@ fn image_folder_flat_and_split_dirs() {
     let (hf_index, hf_report) = build(&hf, &IndexOptions::default());
     assert_eq!(hf_index.class_counts(Split::Valid), [1, 1]);
     assert_eq!(hf_index.class_counts(Split::Train), [1, 0]);
-    assert!(hf_report.problems.is_empty(), "{:?}", hf_report.problems);
+    let kinds: Vec<_> = hf_report.problems.iter().map(|p| &p.kind).collect();
+    assert_eq!(
+        kinds,
+        [&ProblemKind::ClassWithoutImages {
+            split: Split::Train
+        }]
+    );
+    // an empty class folder keeps its class id and is reported
+    fs::create_dir_all(flat.join("emu")).unwrap();
+    let (index, report) = build(&flat, &IndexOptions::default());
+    assert_eq!(index.classes, ["cat", "dog", "emu"]);
+    assert!(report.problems.iter().any(|p| p.path == Path::new("emu")
+        && p.kind
+            == ProblemKind::ClassWithoutImages {
+                split: Split::Train
+            }));
     // A validation folder and a hold-out do not mix.
     let err = Index::build(
         &split,

@@ -83,8 +83,43 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, leaving out a
+/// cause whose text the line already holds (library errors often print their
+/// source in their own message too).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn causes_print_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        // a library error that prints its source and also chains it
+        #[derive(Debug, thiserror::Error)]
+        #[error("/data/x: {source}")]
+        struct Lib {
+            source: std::io::Error,
+        }
+        let err = anyhow::Error::new(Lib { source: io }).context("indexing /data");
+        assert_eq!(error_text(&err), "indexing /data: /data/x: No such file");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
     }
 }
