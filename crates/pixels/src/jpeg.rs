@@ -119,6 +119,15 @@ fn zune_error(e: zune_jpeg::errors::DecodeErrors) -> DecodeError {
     let msg = format!("{e:?}");
     if msg.contains("Premature end") || msg.contains("xhausted") || msg.contains("EOF") {
         DecodeError::truncated("JPEG", msg)
+    } else if msg.contains("DAC") || msg.contains("rithmetic") {
+        // Valid files (`cjpeg -arithmetic`, `jpegtran -arithmetic`), not corrupt ones.
+        DecodeError::unsupported(
+            "JPEG",
+            "arithmetic-coded JPEG: the pure-Rust decoder reads Huffman-coded JPEGs only; \
+             build with the `turbojpeg` feature, or re-encode the file (e.g. `jpegtran -optimize`)",
+        )
+    } else if msg.contains("not supported") || msg.contains("nsupported") {
+        DecodeError::unsupported("JPEG", msg)
     } else {
         DecodeError::corrupt("JPEG", msg)
     }
