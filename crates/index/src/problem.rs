@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::probe::{ImageFormat, ProbeError};
-use crate::Split;
+use crate::{Layout, Split};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -64,6 +64,10 @@ pub enum ProblemKind {
     /// that has images (e.g. an empty class folder, a class only in `test/`):
     /// a warning; the class keeps its id.
     ClassWithoutImages { split: Split },
+    /// The root is the image folder of a dataset whose lists define the
+    /// splits (e.g. `food-101/images`): indexed as an ImageFolder, so every
+    /// image is in train and the official test list is ignored. A warning.
+    InsideListedDataset { parent: PathBuf, layout: Layout },
 }
 
 impl ProblemKind {
@@ -75,7 +79,8 @@ impl ProblemKind {
             | ProblemKind::Unlisted
             | ProblemKind::NotAnImage
             | ProblemKind::OutsideClassFolder
-            | ProblemKind::ClassWithoutImages { .. } => Severity::Warning,
+            | ProblemKind::ClassWithoutImages { .. }
+            | ProblemKind::InsideListedDataset { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -87,7 +92,9 @@ impl ProblemKind {
     pub fn excluded(&self) -> bool {
         !matches!(
             self,
-            ProblemKind::ExtensionMismatch { .. } | ProblemKind::ClassWithoutImages { .. }
+            ProblemKind::ExtensionMismatch { .. }
+                | ProblemKind::ClassWithoutImages { .. }
+                | ProblemKind::InsideListedDataset { .. }
         )
     }
 
@@ -109,6 +116,7 @@ impl ProblemKind {
             ProblemKind::NotAnImage => "not_an_image",
             ProblemKind::OutsideClassFolder => "outside_class_folder",
             ProblemKind::ClassWithoutImages { .. } => "class_without_images",
+            ProblemKind::InsideListedDataset { .. } => "inside_listed_dataset",
         }
     }
 }
@@ -166,6 +174,15 @@ impl fmt::Display for ProblemKind {
             ProblemKind::ClassWithoutImages { split } => {
                 write!(f, "class has no images in the {} split", split.name())
             }
+            ProblemKind::InsideListedDataset { parent, layout } => write!(
+                f,
+                "this folder holds the images of the {} dataset at {}: indexed as an \
+                 ImageFolder, every image is in train and the official test list is ignored; \
+                 index {} for the official splits",
+                layout.name(),
+                parent.display(),
+                parent.display()
+            ),
         }
     }
 }

@@ -317,7 +317,28 @@ fn detect_and_list(root: &Path) -> Result<Listing, IndexError> {
             return list_food(base, Layout::Fastai, Path::new(""));
         }
     }
-    list_image_folder(root)
+    let mut listing = list_image_folder(root)?;
+    // `food-101/images` given instead of `food-101`: every image would land
+    // in train, the official test images included. Say so.
+    if let Some(parent) = root.parent() {
+        let parent_layout = if parent.join("meta").join("classes.txt").is_file() {
+            Some(Layout::Food101)
+        } else if parent.join("classes.txt").is_file() && parent.join("train.txt").is_file() {
+            Some(Layout::Fastai)
+        } else {
+            None
+        };
+        if let Some(layout) = parent_layout {
+            listing.problems.push(Problem {
+                path: PathBuf::from("."),
+                kind: ProblemKind::InsideListedDataset {
+                    parent: parent.to_path_buf(),
+                    layout,
+                },
+            });
+        }
+    }
+    Ok(listing)
 }
 
 fn read_text(path: &Path) -> Result<String, IndexError> {

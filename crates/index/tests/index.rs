@@ -82,6 +82,37 @@ fn food101_layout_from_folder_and_parent() {
 }
 
 #[test]
+fn the_images_folder_of_a_listed_dataset_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let food = dir.path().join("food-101");
+    make_food(&food, &["apple_pie", "bibimbap"], 2, 1, "meta");
+    // given food-101/images: an ImageFolder with everything in train, said so
+    let (index, report) = build(&food.join("images"), &IndexOptions::default());
+    assert_eq!(report.layout, Layout::ImageFolder);
+    assert_eq!(index.class_counts(Split::Train), [3, 3]);
+    let hint: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| matches!(p.kind, ProblemKind::InsideListedDataset { .. }))
+        .collect();
+    assert_eq!(hint.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        hint[0].kind,
+        ProblemKind::InsideListedDataset {
+            parent: food.clone(),
+            layout: Layout::Food101
+        }
+    );
+    assert!(hint[0]
+        .to_string()
+        .contains("official test list is ignored"));
+    assert_eq!(report.excluded().count(), 0);
+    // the dataset itself: no such warning
+    let (_, report) = build(&food, &IndexOptions::default());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
 fn fastai_layout() {
     let dir = tempfile::tempdir().unwrap();
     make_food(dir.path(), &["a", "b"], 3, 1, "");

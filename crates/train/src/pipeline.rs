@@ -107,9 +107,9 @@ pub fn index_dataset(
     let (index, report) = Index::build(root, &opts)?;
     if verbose {
         println!(
-            "dataset {}: {:?} layout, {} classes, train {} / valid {} / test {}, {} problem(s)",
+            "dataset {}: {} layout, {} classes, train {} / valid {} / test {}, {} problem(s)",
             report.root.display(),
-            report.layout,
+            report.layout.name(),
             index.classes.len(),
             index.split_ids(Split::Train).len(),
             index.split_ids(Split::Valid).len(),
@@ -117,7 +117,7 @@ pub fn index_dataset(
             report.problems.len()
         );
         for p in &report.problems {
-            eprintln!("  problem: {p:?}");
+            eprintln!("  {p}");
         }
     }
     Ok((index, report))
