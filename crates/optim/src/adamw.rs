@@ -6,9 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::group::{check_unit, resolve, GroupSpec, ParamGroup};
 use crate::optimizer::{group_setters, zero_steps, zeros_per_param, Optimizer};
-use crate::state::{
-    buffers_state, config_from_meta, restore_buffers, restore_groups, restore_steps, OptimState,
-};
+use crate::state::{buffers_state, config_from_meta, restore_buffers_state, OptimState};
 use crate::work::Work;
 use crate::{Error, Result};
 
@@ -271,13 +269,11 @@ impl Optimizer for AdamW {
 
     fn load_state_dict(&mut self, state: &OptimState) -> Result<()> {
         let cfg: AdamWConfig = config_from_meta(&state.meta)?;
-        let mut groups = self.groups.clone();
-        restore_groups(&state.meta, KIND, &mut groups)?;
-        let mut steps = self.steps.clone();
-        restore_steps(&state.meta, "steps", &mut steps)?;
-        restore_buffers(
+        let (groups, steps) = restore_buffers_state(
             state,
-            &groups,
+            KIND,
+            &self.groups,
+            &self.steps,
             &mut [
                 ("exp_avg", &mut self.exp_avg[..]),
                 ("exp_avg_sq", &mut self.exp_avg_sq[..]),

@@ -6,9 +6,7 @@ use tch::Tensor;
 
 use crate::group::{check_unit, resolve, GroupSpec, ParamGroup};
 use crate::optimizer::{group_setters, zero_steps, zeros_per_param, Optimizer};
-use crate::state::{
-    buffers_state, config_from_meta, restore_buffers, restore_groups, restore_steps, OptimState,
-};
+use crate::state::{buffers_state, config_from_meta, restore_buffers_state, OptimState};
 use crate::work::{axpy, Work};
 use crate::{Error, Result};
 
@@ -239,13 +237,11 @@ impl Optimizer for RAdam {
                 "gradient centralisation setting differs".into(),
             ));
         }
-        let mut groups = self.groups.clone();
-        restore_groups(&state.meta, KIND, &mut groups)?;
-        let mut steps = self.steps.clone();
-        restore_steps(&state.meta, "steps", &mut steps)?;
-        restore_buffers(
+        let (groups, steps) = restore_buffers_state(
             state,
-            &groups,
+            KIND,
+            &self.groups,
+            &self.steps,
             &mut [
                 ("exp_avg", &mut self.exp_avg[..]),
                 ("exp_avg_sq", &mut self.exp_avg_sq[..]),

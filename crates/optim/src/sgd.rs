@@ -5,9 +5,7 @@ use tch::Tensor;
 
 use crate::group::{resolve, GroupSpec, ParamGroup};
 use crate::optimizer::{group_setters, zero_steps, zeros_per_param, Optimizer};
-use crate::state::{
-    buffers_state, config_from_meta, restore_buffers, restore_groups, restore_steps, OptimState,
-};
+use crate::state::{buffers_state, config_from_meta, restore_buffers_state, OptimState};
 use crate::work::{axpy, Work};
 use crate::{Error, Result};
 
@@ -158,13 +156,11 @@ impl Optimizer for Sgd {
 
     fn load_state_dict(&mut self, state: &OptimState) -> Result<()> {
         let cfg: SgdConfig = config_from_meta(&state.meta)?;
-        let mut groups = self.groups.clone();
-        restore_groups(&state.meta, KIND, &mut groups)?;
-        let mut steps = self.steps.clone();
-        restore_steps(&state.meta, "steps", &mut steps)?;
-        restore_buffers(
+        let (groups, steps) = restore_buffers_state(
             state,
-            &groups,
+            KIND,
+            &self.groups,
+            &self.steps,
             &mut [("momentum_buffer", &mut self.buf[..])],
         )?;
         self.cfg = cfg;

@@ -279,6 +279,25 @@ pub(crate) fn config_from_meta<T: DeserializeOwned>(meta: &Value) -> Result<T> {
         .ok_or_else(|| Error::StateMismatch("missing or bad `config`".into()))
 }
 
+/// The other half of [`buffers_state`]: checks `state` against this
+/// optimizer (kind, groups, shape of the step counts), copies the saved
+/// buffers into `buffers`, and returns the saved groups and step counts for
+/// the caller to adopt, with its config, once everything succeeded.
+pub(crate) fn restore_buffers_state(
+    state: &OptimState,
+    kind: &str,
+    groups: &[ParamGroup],
+    steps: &[Vec<u64>],
+    buffers: &mut [(&str, &mut [Vec<Tensor>])],
+) -> Result<(Vec<ParamGroup>, Vec<Vec<u64>>)> {
+    let mut groups = groups.to_vec();
+    restore_groups(&state.meta, kind, &mut groups)?;
+    let mut steps = steps.to_vec();
+    restore_steps(&state.meta, "steps", &mut steps)?;
+    restore_buffers(state, &groups, buffers)?;
+    Ok((groups, steps))
+}
+
 /// Copies each saved `<param>.<suffix>` tensor back into its preallocated buffer.
 pub(crate) fn restore_buffers(
     state: &OptimState,

@@ -39,20 +39,30 @@ with torch.no_grad():
 print(json.dumps({"photo": photo, "probs": p}))
 "#;
 
-#[test]
-fn raw_torchvision_and_safetensors_weights_predict_like_torchvision() {
-    let d = tempfile::tempdir().unwrap();
+/// Runs a Python oracle script (the project venv's python, env
+/// `BRIGADE_PYTHON`) with `args`; returns its stdout, failing the test with
+/// its stderr when it fails.
+fn run_oracle(script: &str, args: &[&str]) -> Vec<u8> {
     let py = std::env::var("BRIGADE_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&py)
-        .args(["-c", ORACLE, d.path().to_str().unwrap()])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {py} ({e}): run through scripts/with-env.sh"));
     assert!(
         out.status.success(),
-        "oracle failed:\n{}",
+        "oracle failed (its packages come with scripts/setup.sh):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+#[test]
+fn raw_torchvision_and_safetensors_weights_predict_like_torchvision() {
+    let d = tempfile::tempdir().unwrap();
+    let stdout = run_oracle(ORACLE, &[d.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let photo = Path::new(v["photo"].as_str().unwrap()).to_path_buf();
     let want: Vec<f64> = v["probs"]
         .as_array()
@@ -162,25 +172,15 @@ print(json.dumps(res))
 #[test]
 fn timm_published_weights_predict_like_timm() {
     let d = tempfile::tempdir().unwrap();
-    let py = std::env::var("BRIGADE_PYTHON").unwrap_or_else(|_| "python3".into());
     // timm name -> brigade arch
     let archs = [
         ("resnet18", "resnet18"),
         ("resnet50d", "resnet50d"),
         ("efficientnet_b0", "efficientnet_b0"),
     ];
-    let mut cmd = Command::new(&py);
-    cmd.args(["-c", TIMM_ORACLE, d.path().to_str().unwrap()]);
-    cmd.args(archs.iter().map(|a| a.0));
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {py} ({e}): run through scripts/with-env.sh"));
-    assert!(
-        out.status.success(),
-        "timm oracle failed (timm comes with scripts/setup.sh):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut args = vec![d.path().to_str().unwrap()];
+    args.extend(archs.iter().map(|a| a.0));
+    let v: serde_json::Value = serde_json::from_slice(&run_oracle(TIMM_ORACLE, &args)).unwrap();
     let photo = Path::new(v["photo"].as_str().unwrap()).to_path_buf();
     for (timm_name, arch) in archs {
         let want: Vec<f64> = v["models"][timm_name]
@@ -228,7 +228,6 @@ fn timm_published_weights_predict_like_timm() {
 #[test]
 fn eval_preprocessing_matches_torchvision() {
     let d = tempfile::tempdir().unwrap();
-    let py = std::env::var("BRIGADE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"
 import os, sys
 import numpy as np
@@ -242,15 +241,7 @@ img.save(os.path.join(out, "china.png"))
 want = np.asarray(T.CenterCrop(224)(T.Resize(256)(img)))
 open(os.path.join(out, "want.rgb"), "wb").write(want.tobytes())
 "#;
-    let out = Command::new(&py)
-        .args(["-c", script, d.path().to_str().unwrap()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {py} ({e}): run through scripts/with-env.sh"));
-    assert!(
-        out.status.success(),
-        "oracle failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_oracle(script, &[d.path().to_str().unwrap()]);
     let want = std::fs::read(d.path().join("want.rgb")).unwrap();
     let got = brigade_train::pipeline::decode_eval(&d.path().join("china.png"), 224, 256.0 / 224.0)
         .unwrap();
