@@ -87,7 +87,7 @@ pub enum FetchDatasetError {
 
 /// Fetches, extracts, indexes and verifies the dataset `manifest` describes;
 /// a dataset already extracted (complete) is only re-indexed and verified.
-/// Prints one line per step.
+/// Prints one line per step on stderr (stdout stays free for data).
 pub fn fetch_dataset(
     manifest: &Manifest,
     request: &FetchRequest,
@@ -111,11 +111,11 @@ pub fn fetch_dataset(
     let root = request.dest.join(&folder);
 
     if brigade_fetch::is_complete(&root) {
-        println!("{} is already extracted; re-indexing", root.display());
+        eprintln!("{} is already extracted; re-indexing", root.display());
     } else {
         let archive = match &request.archive {
             Some(a) => {
-                println!("verifying {} ...", a.display());
+                eprintln!("verifying {} ...", a.display());
                 verify_file(a, &expected).map_err(|cause| FetchDatasetError::Archive {
                     what: format!("checking the archive {}", a.display()),
                     cause: Box::new(cause),
@@ -125,7 +125,7 @@ pub fn fetch_dataset(
             None => {
                 let url = request.url.as_deref().unwrap_or(&src.url);
                 let dest = request.dest.join(&src.archive_name);
-                println!("downloading {url} to {} ...", dest.display());
+                eprintln!("downloading {url} to {} ...", dest.display());
                 let progress = if request.quiet {
                     Progress::Hidden
                 } else {
@@ -139,7 +139,7 @@ pub fn fetch_dataset(
                 })?
             }
         };
-        println!("checksums match; extracting to {} ...", root.display());
+        eprintln!("checksums match; extracting to {} ...", root.display());
         let strip = usize::from(src.top_folder.is_some());
         extract_tar_gz(
             &archive,
@@ -196,7 +196,7 @@ pub fn generate_synth(cfg: &Config, root: &Path) -> Result<(), PipelineError> {
             root.display()
         ))
     })?;
-    println!(
+    eprintln!(
         "generated a synthetic dataset in {}: {} classes, {} train + {} test images, {:.1} MB, {:.1}s",
         summary.root.display(),
         summary.classes,
@@ -234,12 +234,12 @@ pub fn fetch_food101(cfg: &Config, root: &Path) -> Result<PathBuf, PipelineError
         url: cfg.data.url.clone(),
         quiet: false,
     };
-    println!(
+    eprintln!(
         "Food-101 is not in {}: fetching it (data.source = \"food101\")",
         root.display()
     );
     let fetched = fetch_dataset(&manifest, &request).map_err(|e| unavailable(&e))?;
-    println!(
+    eprintln!(
         "verified against the {} manifest: {}; index written to {}",
         manifest.name,
         fetched.verification,

@@ -243,7 +243,7 @@ impl Learner {
         if let Some(w) = &cfg.model.pretrained {
             let path = crate::model::resolve_pretrained(w)?;
             let summary = net.load_pretrained(&vs, &path)?;
-            println!("pretrained weights {}: {summary}", path.display());
+            eprintln!("pretrained weights {}: {summary}", path.display());
         }
         let meta = ModelMeta {
             format: checkpoint::FORMAT,

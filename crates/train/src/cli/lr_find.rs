@@ -20,17 +20,25 @@ pub struct Args {
     /// Stage whose setup (freezing, optimizer, size) is swept
     #[arg(long, default_value = "0")]
     pub stage: usize,
+    /// First learning rate of the (exponential) sweep
     #[arg(long, default_value = "1e-7")]
     pub start_lr: f64,
+    /// Last learning rate of the sweep
     #[arg(long, default_value = "10")]
     pub end_lr: f64,
+    /// Steps in the sweep (it stops early when the loss diverges)
     #[arg(long, default_value = "100")]
     pub num_iter: usize,
     /// Output folder (default: the run folder)
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Device (default: the recipe's run.device)
     #[arg(long)]
     pub device: Option<DeviceChoice>,
+    /// Print the result (the content of lr_find.json) as one JSON object on
+    /// stdout instead of the table and the suggestions
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `brigade lr-find`.
@@ -40,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.run.device = d;
     }
     let device = super::train::resolve_device(cfg.run.device)?;
-    let prepared = pipeline::prepare(&cfg, device, true)?;
+    let prepared = pipeline::prepare(&cfg, device, !args.json)?;
     let out = args.out.clone().unwrap_or_else(|| cfg.run_dir());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut l = Learner::new(cfg, device, prepared.classes.clone())?;
@@ -53,7 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let res = l.lr_find(&mut *train, args.stage, &finder)?;
     let table = res.table();
-    println!("{table}");
+    if !args.json {
+        println!("{table}");
+    }
     std::fs::write(out.join("lr_find.txt"), &table)?;
     let png = out.join("lr_find.png");
     let drew = res.plot(&png)?;
@@ -71,6 +81,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out.join("lr_find.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&json)?);
+        return Ok(());
+    }
     println!(
         "suggested lr: steepest descent {}, min loss / 10 {}{}",
         fmt(res.steepest),
