@@ -115,6 +115,34 @@ fn pack_synthetic_food101_with_a_broken_file() {
     assert!(matches!(rec.payload, Payload::Encoded(b) if b.starts_with(&[0xFF, 0xD8])));
     assert!(rec.width.min(rec.height) <= 48);
 
+    // --json: one object on stdout, every skipped file with its reason
+    let json_path = dir.path().join("food-json.store");
+    let stdout = ok(&brigade(&[
+        "pack",
+        index_path.to_str().unwrap(),
+        "--out",
+        json_path.to_str().unwrap(),
+        "--max-side",
+        "32",
+        "--json",
+        "--quiet",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(v["packed"], 17, "{v}");
+    assert_eq!(v["samples"], 18, "{v}");
+    assert_eq!(v["format"], "raw");
+    assert_eq!(v["max_side"], 32);
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{v}");
+    assert!(
+        skipped[0]["reason"].as_str().unwrap().contains("truncated"),
+        "{v}"
+    );
+    assert_eq!(
+        v["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&json_path).unwrap().len()
+    );
+
     // bad arguments fail with a message, and leave no store behind
     let bad = dir.path().join("bad.store");
     let out = brigade(&[

@@ -58,6 +58,10 @@ pub struct Args {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Print the result as one JSON object on stdout (store, counts, every
+    /// skipped file with its reason, size, speed)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `brigade pack`.
@@ -127,17 +131,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Err(e @ StoreError::Interrupted { .. }) => anyhow::bail!("{e}"),
         Err(e) => return Err(e).with_context(|| format!("packing {}", args.out.display())),
     };
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let rate = (index.samples.len() - report.resumed_at.unwrap_or(0)) as f64 / secs;
+    if args.json {
+        let skipped: Vec<serde_json::Value> = report
+            .skipped
+            .iter()
+            .map(|s| serde_json::json!({"source": s.source, "path": s.path, "reason": s.reason}))
+            .collect();
+        let (format, quality) = match opts.format {
+            StoreFormat::Raw => ("raw", None),
+            StoreFormat::Jpeg { quality } => ("jpeg", Some(quality)),
+        };
+        let json = serde_json::json!({
+            "store": args.out.display().to_string(),
+            "format": format,
+            "quality": quality,
+            "max_side": args.max_side,
+            "side": match opts.side { Side::Longer => "longer", Side::Shorter => "shorter" },
+            "samples": index.samples.len(),
+            "packed": report.packed,
+            "skipped": skipped,
+            "skipped_list": (!report.skipped.is_empty())
+                .then(|| skipped_path(&args.out).display().to_string()),
+            "bytes": report.bytes,
+            "seconds": report.elapsed.as_secs_f64(),
+            "images_per_second": rate,
+            "resumed_at": report.resumed_at,
+        });
+        println!("{json}");
+        return Ok(());
+    }
     for s in &report.skipped {
         println!("skipped {}: {}", s.path, s.reason);
     }
-    let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
         "packed {} of {} images into {} ({:.1} MiB, {:.0} img/s{})",
         report.packed,
         index.samples.len(),
         args.out.display(),
         report.bytes as f64 / (1024.0 * 1024.0),
-        (index.samples.len() - report.resumed_at.unwrap_or(0)) as f64 / secs,
+        rate,
         match report.resumed_at {
             Some(n) => format!(", resumed at {n}"),
             None => String::new(),
