@@ -1,4 +1,4 @@
-//! `brigade lr-find --json` through the built binary, on the demo recipe with
+//! `brigade lr-find --json` and `brigade bench-train --json` through the built binary, on the demo recipe with
 //! a small synthetic dataset: stdout is one JSON object (nothing else), the
 //! sweep is exponential, and the curve and table files are written.
 
@@ -59,4 +59,34 @@ fn lr_find_json_is_the_only_stdout() {
     }
     // the dataset generation note went to stderr, not stdout
     assert!(stderr.contains("generated a synthetic dataset"), "{stderr}");
+}
+
+/// `brigade bench-train --json` (ours only, a tiny model and batch): one
+/// JSON object on stdout with the per-round and overall medians.
+#[test]
+fn bench_train_json_reports_the_medians() {
+    let out = Command::new(env!("CARGO_BIN_EXE_brigade"))
+        .args(["bench-train", "--arch", "resnet18", "--size", "32"])
+        .args(["--batch", "2", "--steps", "2", "--rounds", "2"])
+        .args(["--classes", "3", "--no-peer", "--json"])
+        .output()
+        .expect("cannot run the brigade binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench-train failed:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let rounds = v["brigade_round_ms"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{v}");
+    let median = v["brigade_median_ms"].as_f64().unwrap();
+    assert!(median > 0.0 && median.is_finite(), "{v}");
+    assert_eq!(v["fed_by"], "loader");
+    assert!(
+        v["ratio"].is_null() && v["pytorch_median_ms"].is_null(),
+        "{v}"
+    );
+    assert!(stderr.contains("round 1: brigade median"), "{stderr}");
 }

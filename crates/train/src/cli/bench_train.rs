@@ -21,10 +21,13 @@ pub const TORCH_PEER: &str = include_str!("../../scripts/bench_train_torch.py");
 /// Arguments of `brigade bench-train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Architecture (a zoo name)
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// Input side in pixels
     #[arg(long, default_value = "128")]
     pub size: i64,
+    /// Batch size
     #[arg(long, default_value = "16")]
     pub batch: i64,
     /// Timed steps per round
@@ -33,6 +36,7 @@ pub struct Args {
     /// Rounds (ours and PyTorch's alternate)
     #[arg(long, default_value = "3")]
     pub rounds: usize,
+    /// Classes of the model's head
     #[arg(long, default_value = "101")]
     pub classes: u32,
     /// Torch intra-op threads for both (0: libtorch's default)
@@ -50,6 +54,10 @@ pub struct Args {
     /// Loader worker threads
     #[arg(long, default_value = "2")]
     pub workers: usize,
+    /// Print the figures as one JSON object on stdout (per-round medians,
+    /// overall medians, the ratio); progress goes to stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A generated dataset packed into a store in `dir`, read through the loader
@@ -61,9 +69,11 @@ fn loader_data(args: &Args, dir: &std::path::Path) -> anyhow::Result<Box<dyn Dat
     cfg.data.path = dir.join("data");
     cfg.data.valid_pct = 0.0;
     cfg.data.workers = args.workers.max(1) as u32;
+    // Labels must fit the model's head (--classes); ten are plenty for timing.
+    let classes = args.classes.clamp(1, 10);
     cfg.data.synth = crate::config::SynthSection {
-        classes: 10,
-        per_class: ((args.batch as usize * (args.steps + 2)).div_ceil(10) + 1) as u32,
+        classes,
+        per_class: ((args.batch as usize * (args.steps + 2)).div_ceil(classes as usize) + 1) as u32,
         test_per_class: 1,
         max_side: (args.size as u32 * 5 / 4).max(32),
         seed: 7,
@@ -177,6 +187,18 @@ pub fn time_torch(args: &Args, python: &str, script: &std::path::Path) -> anyhow
 
 /// `brigade bench-train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.classes == 0 || args.batch < 1 || args.size < 16 || args.steps == 0 || args.rounds == 0
+    {
+        bail!(
+            "--classes, --batch, --steps and --rounds must be at least 1 and --size at least 16 \
+             (got classes {}, batch {}, steps {}, rounds {}, size {})",
+            args.classes,
+            args.batch,
+            args.steps,
+            args.rounds,
+            args.size
+        );
+    }
     let python = args
         .python
         .clone()
@@ -186,7 +208,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let script = dir.join("bench_train_torch.py");
     std::fs::write(&script, TORCH_PEER)?;
-    println!(
+    // With --json, stdout carries only the result.
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
         "bench-train: {} at {}px, batch {}, AdamW, {} steps x {} rounds, CPU; brigade fed by {}",
         args.arch,
         args.size,
@@ -198,26 +228,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             format!("the store + loader ({} workers)", args.workers)
         }
-    );
+    ));
     let mut data = if args.no_loader {
         None
     } else {
         Some(loader_data(&args, &dir)?)
     };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut round_ours, mut round_theirs) = (Vec::new(), Vec::new());
     for r in 0..args.rounds {
         let o = time_ours(&args, data.as_mut(), r as u32)?;
-        println!("round {r}: brigade median {:.1} ms/step", median(&o));
+        say(format!(
+            "round {r}: brigade median {:.1} ms/step",
+            median(&o)
+        ));
+        round_ours.push(median(&o));
         ours.extend(o);
         if !args.no_peer {
             let t = time_torch(&args, &python, &script)?;
-            println!("round {r}: pytorch median {:.1} ms/step", median(&t));
+            say(format!(
+                "round {r}: pytorch median {:.1} ms/step",
+                median(&t)
+            ));
+            round_theirs.push(median(&t));
             theirs.extend(t);
         }
     }
     drop(data);
     let _ = std::fs::remove_dir_all(&dir);
     let mo = median(&ours);
+    if args.json {
+        let mt = (!args.no_peer).then(|| median(&theirs));
+        let json = serde_json::json!({
+            "arch": args.arch,
+            "size": args.size,
+            "batch": args.batch,
+            "steps": args.steps,
+            "rounds": args.rounds,
+            "fed_by": if args.no_loader { "fixed_batch" } else { "loader" },
+            "brigade_round_ms": round_ours,
+            "pytorch_round_ms": (!args.no_peer).then_some(round_theirs),
+            "brigade_median_ms": mo,
+            "pytorch_median_ms": mt,
+            "ratio": mt.map(|mt| mo / mt),
+        });
+        println!("{json}");
+        return Ok(());
+    }
     println!("brigade: {:.3} steps/s (median {mo:.1} ms/step)", 1e3 / mo);
     if !args.no_peer {
         let mt = median(&theirs);

@@ -93,9 +93,17 @@ pub fn main() -> ExitCode {
 /// cause whose text the line already holds (library errors often print their
 /// source in their own message too).
 pub fn error_text(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
+    // libtorch errors carry a C++ backtrace after the message: not for users.
+    let clean = |e: &dyn std::error::Error| {
+        let t = e.to_string();
+        match t.find("\nException raised from") {
+            Some(i) => t[..i].trim_end().to_string(),
+            None => t,
+        }
+    };
+    let mut text = clean(err.as_ref());
     for cause in err.chain().skip(1) {
-        let c = cause.to_string();
+        let c = clean(cause);
         if !text.contains(&c) {
             text.push_str(": ");
             text.push_str(&c);
@@ -121,5 +129,13 @@ mod tests {
         assert_eq!(error_text(&err), "indexing /data: /data/x: No such file");
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(error_text(&plain), "outer: inner");
+        let torch = anyhow::anyhow!(
+            "Target 3 is out of bounds.\nException raised from nll_loss at x.cpp:255:\nframe #0: ..."
+        )
+        .context("training step");
+        assert_eq!(
+            error_text(&torch),
+            "training step: Target 3 is out of bounds."
+        );
     }
 }
