@@ -115,6 +115,67 @@ fn raw_torchvision_and_safetensors_weights_predict_like_torchvision() {
     }
 }
 
+/// A folder among the images: every image file under it, sorted; a broken
+/// one gets its error, the others are still classified.
+#[test]
+fn predict_takes_folders_and_reports_bad_images_one_by_one() {
+    let d = tempfile::tempdir().unwrap();
+    let stdout = run_oracle(ORACLE, &[d.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let photo = Path::new(v["photo"].as_str().unwrap()).to_path_buf();
+    let imgs = d.path().join("imgs");
+    std::fs::create_dir_all(imgs.join("sub")).unwrap();
+    std::fs::copy(&photo, imgs.join("b.jpg")).unwrap();
+    std::fs::copy(&photo, imgs.join("sub/a.JPG")).unwrap();
+    std::fs::write(imgs.join("broken.jpg"), b"<html>not found</html>").unwrap();
+    std::fs::write(imgs.join("notes.txt"), b"not an image, not listed").unwrap();
+    std::fs::write(imgs.join(".hidden.jpg"), b"skipped").unwrap();
+    let preds = predict::predict(&predict::Args {
+        weights: d.path().join("resnet18-3cls.pth"),
+        images: vec![imgs.clone()],
+        json: true,
+        arch: Some("resnet18".into()),
+        num_classes: Some(3),
+        classes: None,
+        size: None,
+        top: 2,
+        device: brigade_train::config::DeviceChoice::Cpu,
+    })
+    .unwrap();
+    let names: Vec<String> = preds
+        .iter()
+        .map(|p| {
+            Path::new(&p.image)
+                .strip_prefix(&imgs)
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["b.jpg", "broken.jpg", "sub/a.JPG"]);
+    assert_eq!(preds[0].top.len(), 2);
+    assert_eq!(preds[0].top, preds[2].top, "the same photo twice");
+    assert!(preds[1].top.is_empty());
+    let err = preds[1].error.as_deref().unwrap();
+    assert!(err.contains("broken.jpg"), "{err}");
+    assert!(preds[0].error.is_none() && preds[2].error.is_none());
+    // an empty folder is an error, not an empty answer
+    std::fs::create_dir_all(d.path().join("empty")).unwrap();
+    let e = predict::predict(&predict::Args {
+        weights: d.path().join("resnet18-3cls.pth"),
+        images: vec![d.path().join("empty")],
+        json: true,
+        arch: Some("resnet18".into()),
+        num_classes: Some(3),
+        classes: None,
+        size: None,
+        top: 2,
+        device: brigade_train::config::DeviceChoice::Cpu,
+    })
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no image files"), "{e:#}");
+}
+
 /// timm's own publishing code (`timm.models.save_for_hf`, what the Hugging
 /// Face `timm/*` repos hold: `model.safetensors` and `pytorch_model.bin`, timm
 /// key names) for the timm architectures the zoo reads, against timm's own

@@ -2,6 +2,9 @@
 //! with eval preprocessing (shorter side to size·ratio, centre crop, ImageNet
 //! mean/std). W is a brigade checkpoint (folder, run folder or its
 //! `model.safetensors`), or a raw weights file with `--arch NAME --num-classes N`.
+//! A folder among the images stands for the image files under it (sorted); an
+//! image that cannot be read gets an error entry, the others are still
+//! classified, and the command then fails naming how many failed.
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -18,7 +21,7 @@ pub struct Args {
     /// Brigade checkpoint (folder or model.safetensors) or raw weights (with --arch)
     #[arg(long)]
     pub weights: PathBuf,
-    /// Images to classify
+    /// Images to classify (a folder: every image file under it)
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// One JSON array on stdout
@@ -36,8 +39,10 @@ pub struct Args {
     /// Crop side (default: the checkpoint's, 224 for raw weights)
     #[arg(long)]
     pub size: Option<u32>,
+    /// Classes listed per image
     #[arg(long, default_value = "5")]
     pub top: usize,
+    /// cpu, cuda or auto
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
 }
@@ -54,7 +59,57 @@ pub struct Guess {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ImagePrediction {
     pub image: String,
+    /// Best classes first (empty when `error` is set).
     pub top: Vec<Guess>,
+    /// Why this image could not be classified (unreadable, not an image...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The images to classify: files as given, folders expanded to the image
+/// files under them (by extension, sorted, hidden entries skipped).
+fn expand_images(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the folder {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading the folder {}", dir.display()))?;
+        entries.sort();
+        for p in entries {
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(brigade_index::ImageFormat::from_extension)
+                .is_some()
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let before = out.len();
+            walk(p, &mut out)?;
+            if out.len() == before {
+                bail!("{}: no image files in this folder", p.display());
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 struct Loaded {
@@ -139,8 +194,18 @@ pub fn predict(args: &Args) -> anyhow::Result<Vec<ImagePrediction>> {
     let m = load(args, device)?;
     let _g = tch::no_grad_guard();
     let mut out = Vec::new();
-    for img in &args.images {
-        let px = pipeline::decode_eval(img, m.size, m.ratio)?;
+    for img in expand_images(&args.images)? {
+        let px = match pipeline::decode_eval(&img, m.size, m.ratio) {
+            Ok(px) => px,
+            Err(e) => {
+                out.push(ImagePrediction {
+                    image: img.display().to_string(),
+                    top: Vec::new(),
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
         let s = m.size as usize;
         let xs = data::normalise(
             &px,
@@ -169,6 +234,7 @@ pub fn predict(args: &Args) -> anyhow::Result<Vec<ImagePrediction>> {
         out.push(ImagePrediction {
             image: img.display().to_string(),
             top,
+            error: None,
         });
     }
     Ok(out)
@@ -182,6 +248,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         for p in &preds {
             println!("{}", p.image);
+            if let Some(e) = &p.error {
+                println!("  error: {e}");
+            }
             for (i, g) in p.top.iter().enumerate() {
                 println!(
                     "  {}. {} (class {}) {:.2}%",
@@ -192,6 +261,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    let failed = preds.iter().filter(|p| p.error.is_some()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be classified (see their errors above)",
+            preds.len()
+        );
     }
     Ok(())
 }
