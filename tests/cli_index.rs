@@ -203,16 +203,23 @@ fn fetch_downloads_verifies_extracts_and_indexes() {
     assert!(dest.join("food-101.tar.gz").is_file());
     let index = brigade_index::Index::load(&dest.join("food-101.index")).unwrap();
     assert_eq!(index.samples.len(), 18);
-    // A second run re-indexes without downloading (the server is gone by now).
-    let again = ok(&brigade(&[
+    // A second run re-indexes without downloading (the server is gone by now);
+    // its step notes go to stderr, the result to stdout.
+    let again = brigade(&[
         "fetch",
         "food101",
         "--dest",
         dest.to_str().unwrap(),
         "--manifest",
         manifest.to_str().unwrap(),
-    ]));
-    assert!(again.contains("already extracted"), "{again}");
+    ]);
+    let stdout = ok(&again);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already extracted"), "{stderr}");
+    assert!(
+        stdout.contains("verified against the tiny-food manifest"),
+        "{stdout}"
+    );
 }
 
 #[test]
