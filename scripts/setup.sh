@@ -30,7 +30,7 @@ log() { [ "$want_env" = 1 ] && echo "# $*" >&2 || echo "setup: $*" >&2; }
 
 venv_ok() {
   [ -x "$PY" ] && [ -f "$STAMP" ] &&
-    [ "$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$TORCH_VERSION" ]
+    [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])' 2>/dev/null)" = "$TORCH_VERSION" ]
 }
 
 # System packages (Debian): gloo headers for torch-ext, libjpeg-turbo for the
@@ -63,7 +63,7 @@ fi
 
 # timm: the oracle for weight files as timm publishes them (pure Python; its
 # torch requirement is already met, so pip leaves torch alone).
-if ! "$PY" -c 'import timm' 2>/dev/null; then
+if [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("timm"))' 2>/dev/null)" != "$TIMM_VERSION" ]; then
   log "installing timm==$TIMM_VERSION (test oracle for timm-published weights)"
   "$PY" -m pip install --quiet "timm==$TIMM_VERSION" >&2
 fi
@@ -74,7 +74,8 @@ if [ "$want_cuda" = 1 ] &&
   "$PY" -m pip install --quiet "cuda-toolkit[crt,cccl]==13.0.2" >&2
 fi
 
-TORCH_LIB="$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+# Found without importing torch (that takes seconds on every call).
+TORCH_LIB="$("$PY" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib"))')"
 
 if [ "$want_env" = 1 ]; then
   echo "export BRIGADE_VENV='$VENV'"

@@ -52,7 +52,8 @@ pub use arch::{Arch, ArchInfo};
 pub use error::{Result, ZooError};
 pub use head::HeadKind;
 pub use model::{
-    read_checkpoint_meta, CheckpointMeta, LayerGroup, LoadOptions, LoadReport, Model, ModelOptions,
+    identify_state_dict, read_checkpoint_meta, CheckpointMeta, Identified, LayerGroup, LoadOptions,
+    LoadReport, Model, ModelOptions,
 };
 pub use registry::{
     find_known, known_weights, resolve_weights, resolve_weights_in, sha256_file, weights_cache_dir,

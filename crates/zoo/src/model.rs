@@ -168,6 +168,59 @@ impl Default for LoadOptions {
     }
 }
 
+/// What [`identify_state_dict`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identified {
+    /// The architecture whose body takes the file's tensors.
+    pub arch: Arch,
+    /// Rows of the file's final linear layer (`None`: the file has no
+    /// classifier, e.g. a headless backbone).
+    pub num_classes: Option<i64>,
+}
+
+/// Which architecture a state dict is for: the one of [`Arch::ALL`] whose body
+/// takes every tensor of the file (after the renames [`Model::load_state_dict`]
+/// does: `module.`, timm names) with nothing missing, left over or mis-shaped,
+/// and the class count of its torchvision-style linear classifier. `None`
+/// when no architecture fits. Builds each candidate on the CPU in turn.
+pub fn identify_state_dict(sd: &StateDict) -> Option<Identified> {
+    for arch in Arch::ALL {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let Ok(model) = Model::new(&vs.root(), arch, 2, HeadKind::Linear) else {
+            continue;
+        };
+        let copy: StateDict = sd
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        let Ok(report) = model.load_state_dict(
+            &vs,
+            copy,
+            Path::new("<identify>"),
+            LoadOptions { strict: false },
+        ) else {
+            continue;
+        };
+        let head = Head::final_linear(arch, HeadKind::Linear);
+        let body_missing = report.missing.iter().any(|k| !has_prefix(k, head));
+        if body_missing || !report.unexpected.is_empty() || !report.mismatched.is_empty() {
+            continue;
+        }
+        let weight = format!("{head}.weight");
+        let file_key = report
+            .renamed
+            .iter()
+            .find(|(_, to)| *to == weight)
+            .map_or(weight.clone(), |(from, _)| from.clone());
+        let num_classes = sd
+            .iter()
+            .find(|(k, _)| k.strip_prefix("module.").unwrap_or(k) == file_key)
+            .and_then(|(_, t)| t.size().first().copied());
+        return Some(Identified { arch, num_classes });
+    }
+    None
+}
+
 /// The metadata stored in a brigade checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointMeta {

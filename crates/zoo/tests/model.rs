@@ -256,3 +256,46 @@ fn timm_names_we_cannot_map_get_a_hint() {
     assert!(err.contains("timm's EfficientNet/MobileNet names"), "{err}");
     assert!(err.contains("mobilenetv3_large_100.safetensors"), "{err}");
 }
+
+#[test]
+fn architecture_and_classes_are_identified_from_the_tensors() {
+    for (arch, classes) in [
+        (Arch::Resnet18, 7),
+        (Arch::Resnet34, 1000),
+        (Arch::Resnet50, 101),
+        (Arch::Resnet50d, 3),
+        (Arch::EfficientnetB0, 12),
+        (Arch::EfficientnetB2, 5),
+        (Arch::MobilenetV3Large, 9),
+    ] {
+        let (vs, _m) = build(arch, classes, HeadKind::Linear);
+        let mut sd: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (format!("module.{k}"), t))
+            .collect();
+        sd.sort_by(|a, b| a.0.cmp(&b.0));
+        let id = brigade_zoo::identify_state_dict(&sd)
+            .unwrap_or_else(|| panic!("{arch}: not identified"));
+        assert_eq!((id.arch, id.num_classes), (arch, Some(classes)), "{arch}");
+        // a headless backbone: identified, no class count
+        let head = if matches!(arch, Arch::EfficientnetB0 | Arch::EfficientnetB2) {
+            "module.classifier.1."
+        } else if arch == Arch::MobilenetV3Large {
+            "module.classifier.3."
+        } else {
+            "module.fc."
+        };
+        sd.retain(|(k, _)| !k.starts_with(head));
+        let id = brigade_zoo::identify_state_dict(&sd).unwrap();
+        assert_eq!((id.arch, id.num_classes), (arch, None), "{arch} headless");
+        // a missing body tensor: nothing fits
+        let (removed, _) = sd.remove(0);
+        assert!(!removed.starts_with(head), "{removed}");
+        assert_eq!(
+            brigade_zoo::identify_state_dict(&sd),
+            None,
+            "{arch} damaged"
+        );
+    }
+}

@@ -141,15 +141,31 @@ fn load(args: &Args, device: tch::Device) -> anyhow::Result<Loaded> {
             ratio: meta.resize_ratio,
         });
     }
-    let arch = args.arch.clone().with_context(|| {
-        format!(
-            "{}: not a brigade checkpoint; raw weights need --arch NAME --num-classes N",
+    // Raw weights: the architecture and class count come from the flags, or
+    // from the file's own tensors.
+    let identified = if args.arch.is_none() || args.num_classes.is_none() {
+        Some(super::weights::identify(w).with_context(|| {
+            format!(
+                "{}: not a brigade checkpoint, and --arch / --num-classes not given",
+                w.display()
+            )
+        })?)
+    } else {
+        None
+    };
+    let arch = match (&args.arch, &identified) {
+        (Some(a), _) => a.clone(),
+        (None, Some(id)) => id.arch.name().to_string(),
+        (None, None) => bail!("raw weights need --arch NAME"),
+    };
+    let n = match (args.num_classes, identified.and_then(|id| id.num_classes)) {
+        (Some(n), _) => n,
+        (None, Some(n)) => u32::try_from(n).context("class count out of range")?,
+        (None, None) => bail!(
+            "{}: the file has no classifier; pass --num-classes N",
             w.display()
-        )
-    })?;
-    let n = args
-        .num_classes
-        .with_context(|| "raw weights need --num-classes N".to_string())?;
+        ),
+    };
     let classes = match &args.classes {
         Some(p) => {
             let text =

@@ -45,12 +45,14 @@ pub enum WeightsCommand {
     Check {
         /// A file path or a known weights name
         weights: String,
-        /// The architecture (default: the known name's)
+        /// The architecture (default: the known name's, else identified from
+        /// the file's tensors)
         #[arg(long)]
         arch: Option<String>,
-        /// Number of classes of the model (the head is re-initialised when it differs)
-        #[arg(long, default_value_t = 1000)]
-        num_classes: i64,
+        /// Number of classes of the model (the head is re-initialised when it
+        /// differs; default: the file's, else 1000)
+        #[arg(long)]
+        num_classes: Option<i64>,
     },
 }
 
@@ -87,11 +89,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             num_classes,
         } => {
             let path = brigade_zoo::resolve_weights(&weights)?;
+            let mut file_classes = None;
             let arch: Arch = match (arch, find_known(&weights)) {
                 (Some(a), _) => a.parse()?,
                 (None, Some(k)) => k.arch,
-                (None, None) => bail!("--arch is needed for a file path"),
+                (None, None) => {
+                    let id = identify(&path)?;
+                    println!(
+                        "{}: identified as {}{}",
+                        path.display(),
+                        id.arch,
+                        id.num_classes
+                            .map_or(String::from(" (no classifier)"), |n| format!(
+                                " with {n} classes"
+                            ))
+                    );
+                    file_classes = id.num_classes;
+                    id.arch
+                }
             };
+            let num_classes = num_classes.or(file_classes).unwrap_or(1000);
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let model = Model::new(&vs.root(), arch, num_classes, HeadKind::Linear)?;
             let report = model
@@ -184,6 +201,22 @@ pub fn fetch(
     brigade_zoo::weights::detect_format(&path)
         .with_context(|| format!("checking {}", path.display()))?;
     Ok(path)
+}
+
+/// The architecture and class count of a raw weights file, from its tensors
+/// ([`brigade_zoo::identify_state_dict`]); an error naming the file and the
+/// architectures tried when none fits.
+pub fn identify(path: &std::path::Path) -> anyhow::Result<brigade_zoo::Identified> {
+    let sd = brigade_zoo::read_state_dict(path)?;
+    brigade_zoo::identify_state_dict(&sd).with_context(|| {
+        let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+        format!(
+            "{}: its tensors fit none of the architectures ({}); pass --arch NAME to see \
+             what does not fit",
+            path.display(),
+            names.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]
