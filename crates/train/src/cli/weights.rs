@@ -53,6 +53,10 @@ pub enum WeightsCommand {
         /// differs; default: the file's, else 1000)
         #[arg(long)]
         num_classes: Option<i64>,
+        /// Print the report as one JSON object (every loaded, missing,
+        /// unexpected, mis-shaped and renamed key)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -87,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             weights,
             arch,
             num_classes,
+            json,
         } => {
             let path = brigade_zoo::resolve_weights(&weights)?;
             let mut file_classes = None;
@@ -95,7 +100,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (None, Some(k)) => k.arch,
                 (None, None) => {
                     let id = identify(&path)?;
-                    println!(
+                    let note = |line: String| {
+                        if json {
+                            eprintln!("{line}");
+                        } else {
+                            println!("{line}");
+                        }
+                    };
+                    note(format!(
                         "{}: identified as {}{}",
                         path.display(),
                         id.arch,
@@ -103,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             .map_or(String::from(" (no classifier)"), |n| format!(
                                 " with {n} classes"
                             ))
-                    );
+                    ));
                     file_classes = id.num_classes;
                     id.arch
                 }
@@ -114,7 +126,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let report = model
                 .load_weights_with(&vs, &path, LoadOptions { strict: false })
                 .with_context(|| format!("loading {} into {arch}", path.display()))?;
-            println!("{}: {}", path.display(), report.summary());
+            if json {
+                let mismatched: Vec<serde_json::Value> = report
+                    .mismatched
+                    .iter()
+                    .map(|(k, model, file)| serde_json::json!({"key": k, "model": model, "file": file}))
+                    .collect();
+                let renamed: Vec<serde_json::Value> = report
+                    .renamed
+                    .iter()
+                    .map(|(from, to)| serde_json::json!({"file": from, "model": to}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": path.display().to_string(),
+                        "arch": arch.name(),
+                        "num_classes": num_classes,
+                        "clean": report.is_clean(),
+                        "loaded": report.loaded,
+                        "missing": report.missing,
+                        "unexpected": report.unexpected,
+                        "mismatched": mismatched,
+                        "head_replaced": report.head_replaced,
+                        "renamed": renamed,
+                        "skipped_num_batches_tracked": report.skipped_num_batches_tracked,
+                    })
+                );
+            } else {
+                println!("{}: {}", path.display(), report.summary());
+            }
             if !report.is_clean() {
                 bail!("{} does not fit {arch} exactly", path.display());
             }

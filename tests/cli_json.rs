@@ -1,6 +1,8 @@
-//! `brigade lr-find --json` and `brigade bench-train --json` through the built binary, on the demo recipe with
-//! a small synthetic dataset: stdout is one JSON object (nothing else), the
-//! sweep is exponential, and the curve and table files are written.
+//! The `--json` outputs of `brigade lr-find`, `bench-train` and `weights
+//! check` through the built binary: stdout is one JSON object and nothing
+//! else (progress and notes go to stderr). lr-find runs the demo recipe on a
+//! small synthetic dataset: the sweep is exponential, and the curve and table
+//! files are written.
 
 use std::process::Command;
 
@@ -89,4 +91,53 @@ fn bench_train_json_reports_the_medians() {
         "{v}"
     );
     assert!(stderr.contains("round 1: brigade median"), "{stderr}");
+}
+
+/// `brigade weights check FILE --json` on a raw state dict (torchvision names,
+/// no brigade metadata): identified without `--arch`, every key listed.
+#[test]
+fn weights_check_json_lists_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resnet18-5cls.safetensors");
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _model = brigade_zoo::Model::new(
+        &vs.root(),
+        brigade_zoo::Arch::Resnet18,
+        5,
+        brigade_zoo::HeadKind::Linear,
+    )
+    .unwrap();
+    let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    brigade_zoo::weights::write_safetensors(&file, &tensors, Default::default()).unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_brigade"))
+            .args(["weights", "check"])
+            .arg(&file)
+            .args(extra)
+            .arg("--json")
+            .output()
+            .expect("cannot run the brigade binary")
+    };
+    let out = check(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("identified as resnet18 with 5 classes"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["arch"].as_str(), v["num_classes"].as_i64()),
+        (Some("resnet18"), Some(5))
+    );
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["loaded"].as_array().unwrap().len(), tensors.len());
+    // the wrong architecture: still one JSON object, listing what is missing,
+    // and a failing exit status
+    let out = check(&["--arch", "resnet34"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["clean"], false);
+    assert!(!v["missing"].as_array().unwrap().is_empty(), "{v}");
 }
