@@ -6,6 +6,17 @@
 
 use std::process::Command;
 
+/// The command's stdout as one JSON object (failing the test, showing the
+/// stdout, when it is anything else).
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 #[test]
 fn lr_find_json_is_the_only_stdout() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,12 +45,7 @@ fn lr_find_json_is_the_only_stdout() {
         .expect("cannot run the brigade binary");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "lr-find failed:\n{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let v = stdout_json(&out);
     let lrs: Vec<f64> = v["lrs"]
         .as_array()
         .unwrap()
@@ -75,12 +81,7 @@ fn bench_train_json_reports_the_medians() {
         .expect("cannot run the brigade binary");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench-train failed:\n{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let v = stdout_json(&out);
     let rounds = v["brigade_round_ms"].as_array().unwrap();
     assert_eq!(rounds.len(), 2, "{v}");
     let median = v["brigade_median_ms"].as_f64().unwrap();
@@ -126,7 +127,7 @@ fn weights_check_json_lists_every_key() {
         stderr.contains("identified as resnet18 with 5 classes"),
         "{stderr}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = stdout_json(&out);
     assert_eq!(
         (v["arch"].as_str(), v["num_classes"].as_i64()),
         (Some("resnet18"), Some(5))
@@ -137,7 +138,7 @@ fn weights_check_json_lists_every_key() {
     // and a failing exit status
     let out = check(&["--arch", "resnet34"]);
     assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = stdout_json(&out);
     assert_eq!(v["clean"], false);
     assert!(!v["missing"].as_array().unwrap().is_empty(), "{v}");
 }

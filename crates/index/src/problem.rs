@@ -90,11 +90,15 @@ impl ProblemKind {
     /// listing is left out; its first listing is kept); a class without
     /// images concerns no file.
     pub fn excluded(&self) -> bool {
-        !matches!(
+        !matches!(self, ProblemKind::ExtensionMismatch { .. }) && !self.is_dataset_level()
+    }
+
+    /// About the dataset as a whole (a class, the chosen root), not one file:
+    /// no per-file listing shows it, so callers print it themselves.
+    pub fn is_dataset_level(&self) -> bool {
+        matches!(
             self,
-            ProblemKind::ExtensionMismatch { .. }
-                | ProblemKind::ClassWithoutImages { .. }
-                | ProblemKind::InsideListedDataset { .. }
+            ProblemKind::ClassWithoutImages { .. } | ProblemKind::InsideListedDataset { .. }
         )
     }
 

@@ -192,20 +192,20 @@ pub(crate) fn build(root: &Path, opts: &IndexOptions) -> Result<(Index, Report),
     let sampled_out = n_valid - kept.len();
     let mut samples = kept;
     hold_out(&mut samples, listing.classes.len(), opts);
+    let index = Index {
+        root: root.clone(),
+        classes: listing.classes,
+        samples,
+    };
     for split in Split::ALL {
-        let mut counts = vec![0usize; listing.classes.len()];
-        for s in samples.iter().filter(|s| s.split == split) {
-            if let Some(c) = counts.get_mut(s.class as usize) {
-                *c += 1;
-            }
-        }
+        let counts = index.class_counts(split);
         // Only splits that exist: a dataset without a test split is fine.
         if counts.iter().all(|&c| c == 0) {
             continue;
         }
         for (class, _) in counts.iter().enumerate().filter(|(_, &c)| c == 0) {
             listing.problems.push(Problem {
-                path: PathBuf::from(&listing.classes[class]),
+                path: PathBuf::from(&index.classes[class]),
                 kind: ProblemKind::ClassWithoutImages { split },
             });
         }
@@ -216,11 +216,6 @@ pub(crate) fn build(root: &Path, opts: &IndexOptions) -> Result<(Index, Report),
             .cmp(&b.path)
             .then_with(|| a.kind.name().cmp(b.kind.name()))
     });
-    let index = Index {
-        root: root.clone(),
-        classes: listing.classes,
-        samples,
-    };
     let report = Report {
         layout: listing.layout,
         root,

@@ -44,7 +44,7 @@ pub struct Fetched {
 /// causes are not chained as `source`, so they print once).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchDatasetError {
-    /// Creating the destination or writing the index failed.
+    /// Creating the destination folder failed.
     #[error("{what} {path}: {cause}")]
     Io {
         /// What was being done.

@@ -130,18 +130,20 @@ fn predict_takes_folders_and_reports_bad_images_one_by_one() {
     std::fs::write(imgs.join("broken.jpg"), b"<html>not found</html>").unwrap();
     std::fs::write(imgs.join("notes.txt"), b"not an image, not listed").unwrap();
     std::fs::write(imgs.join(".hidden.jpg"), b"skipped").unwrap();
-    let preds = predict::predict(&predict::Args {
-        weights: d.path().join("resnet18-3cls.pth"),
-        images: vec![imgs.clone()],
-        json: true,
-        arch: Some("resnet18".into()),
-        num_classes: Some(3),
-        classes: None,
-        size: None,
-        top: 2,
-        device: brigade_train::config::DeviceChoice::Cpu,
-    })
-    .unwrap();
+    let predict_in = |folder: &Path| {
+        predict::predict(&predict::Args {
+            weights: d.path().join("resnet18-3cls.pth"),
+            images: vec![folder.to_path_buf()],
+            json: true,
+            arch: Some("resnet18".into()),
+            num_classes: Some(3),
+            classes: None,
+            size: None,
+            top: 2,
+            device: brigade_train::config::DeviceChoice::Cpu,
+        })
+    };
+    let preds = predict_in(&imgs).unwrap();
     let names: Vec<String> = preds
         .iter()
         .map(|p| {
@@ -161,18 +163,7 @@ fn predict_takes_folders_and_reports_bad_images_one_by_one() {
     assert!(preds[0].error.is_none() && preds[2].error.is_none());
     // an empty folder is an error, not an empty answer
     std::fs::create_dir_all(d.path().join("empty")).unwrap();
-    let e = predict::predict(&predict::Args {
-        weights: d.path().join("resnet18-3cls.pth"),
-        images: vec![d.path().join("empty")],
-        json: true,
-        arch: Some("resnet18".into()),
-        num_classes: Some(3),
-        classes: None,
-        size: None,
-        top: 2,
-        device: brigade_train::config::DeviceChoice::Cpu,
-    })
-    .unwrap_err();
+    let e = predict_in(&d.path().join("empty")).unwrap_err();
     assert!(format!("{e:#}").contains("no image files"), "{e:#}");
 }
 

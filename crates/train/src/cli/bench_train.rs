@@ -209,13 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let script = dir.join("bench_train_torch.py");
     std::fs::write(&script, TORCH_PEER)?;
     // With --json, stdout carries only the result.
-    let say = |line: String| {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+    let say = |line: String| super::note(args.json, line);
     say(format!(
         "bench-train: {} at {}px, batch {}, AdamW, {} steps x {} rounds, CPU; brigade fed by {}",
         args.arch,

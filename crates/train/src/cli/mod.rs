@@ -89,6 +89,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A progress or informational line: on stdout, or on stderr when stdout
+/// carries a `--json` result.
+pub(crate) fn note(json: bool, line: impl std::fmt::Display) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
 /// An error and its causes on one line, `outer: cause: cause`, leaving out a
 /// cause whose text the line already holds (library errors often print their
 /// source in their own message too).

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use brigade_index::{Index, ProblemKind};
+use brigade_index::Index;
 use brigade_store::{pack, skipped_path, PackOptions, Side, StoreError, StoreFormat};
 
 /// Which side `--max-side` bounds.
@@ -80,12 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (index, report) = Index::build(&args.data, &args.index.options())
             .with_context(|| format!("indexing {}", args.data.display()))?;
         // Dataset-level warnings concern no file, so nothing else shows them.
-        for p in report.problems.iter().filter(|p| {
-            matches!(
-                p.kind,
-                ProblemKind::InsideListedDataset { .. } | ProblemKind::ClassWithoutImages { .. }
-            )
-        }) {
+        for p in report.problems.iter().filter(|p| p.kind.is_dataset_level()) {
             eprintln!("{p}");
         }
         let excluded = report.excluded().count();

@@ -144,7 +144,10 @@ fn load(args: &Args, device: tch::Device) -> anyhow::Result<Loaded> {
     // Raw weights: the architecture and class count come from the flags, or
     // from the file's own tensors.
     let identified = if args.arch.is_none() || args.num_classes.is_none() {
-        Some(super::weights::identify(w).with_context(|| {
+        let identified = brigade_zoo::read_state_dict(w)
+            .map_err(anyhow::Error::from)
+            .and_then(|sd| super::weights::identify(w, &sd));
+        Some(identified.with_context(|| {
             format!(
                 "{}: not a brigade checkpoint, and --arch / --num-classes not given",
                 w.display()

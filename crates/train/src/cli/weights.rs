@@ -94,28 +94,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             json,
         } => {
             let path = brigade_zoo::resolve_weights(&weights)?;
+            // Read once: identified (when needed) and loaded from memory.
+            let sd = brigade_zoo::read_state_dict(&path)?;
             let mut file_classes = None;
             let arch: Arch = match (arch, find_known(&weights)) {
                 (Some(a), _) => a.parse()?,
                 (None, Some(k)) => k.arch,
                 (None, None) => {
-                    let id = identify(&path)?;
-                    let note = |line: String| {
-                        if json {
-                            eprintln!("{line}");
-                        } else {
-                            println!("{line}");
-                        }
-                    };
-                    note(format!(
-                        "{}: identified as {}{}",
-                        path.display(),
-                        id.arch,
-                        id.num_classes
-                            .map_or(String::from(" (no classifier)"), |n| format!(
-                                " with {n} classes"
-                            ))
-                    ));
+                    let id = identify(&path, &sd)?;
+                    super::note(
+                        json,
+                        format!(
+                            "{}: identified as {}{}",
+                            path.display(),
+                            id.arch,
+                            id.num_classes
+                                .map_or(String::from(" (no classifier)"), |n| format!(
+                                    " with {n} classes"
+                                ))
+                        ),
+                    );
                     file_classes = id.num_classes;
                     id.arch
                 }
@@ -124,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let model = Model::new(&vs.root(), arch, num_classes, HeadKind::Linear)?;
             let report = model
-                .load_weights_with(&vs, &path, LoadOptions { strict: false })
+                .load_state_dict(&vs, sd, &path, LoadOptions { strict: false })
                 .with_context(|| format!("loading {} into {arch}", path.display()))?;
             if json {
                 let mismatched: Vec<serde_json::Value> = report
@@ -244,12 +242,14 @@ pub fn fetch(
     Ok(path)
 }
 
-/// The architecture and class count of a raw weights file, from its tensors
-/// ([`brigade_zoo::identify_state_dict`]); an error naming the file and the
-/// architectures tried when none fits.
-pub fn identify(path: &std::path::Path) -> anyhow::Result<brigade_zoo::Identified> {
-    let sd = brigade_zoo::read_state_dict(path)?;
-    brigade_zoo::identify_state_dict(&sd).with_context(|| {
+/// The architecture and class count of the raw weights `sd` read from
+/// `path`, from their tensors ([`brigade_zoo::identify_state_dict`]); an
+/// error naming the file and the architectures tried when none fits.
+pub fn identify(
+    path: &std::path::Path,
+    sd: &brigade_zoo::StateDict,
+) -> anyhow::Result<brigade_zoo::Identified> {
+    brigade_zoo::identify_state_dict(sd).with_context(|| {
         let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
         format!(
             "{}: its tensors fit none of the architectures ({}); pass --arch NAME to see \
